@@ -1,0 +1,64 @@
+"""Gateway settings, read from the environment with the prefix ``VGW_`` (pydantic-settings)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of one gateway process.
+
+    Environment variables are the field names upper-cased with the ``VGW_`` prefix,
+    for example ``VGW_SIP_PORT=5080``. Secrets are ``SecretStr`` so they never print.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="VGW_", env_file=None, extra="ignore")
+
+    http_host: str = "0.0.0.0"
+    http_port: int = 8080
+    #: Base URL put in media_session_access_url; default ``http://<advertised host>:<port>``.
+    public_url: str | None = None
+    sip_host: str = "0.0.0.0"
+    sip_port: int = 5060
+    #: Address written into Via/Contact/SDP; default: sip_host, or 127.0.0.1 for 0.0.0.0.
+    advertised_host: str | None = None
+    rtp_port_min: int = 10000
+    rtp_port_max: int = 20000
+    #: Jitter buffer depth for RTP in, in 20 ms frames.
+    jitter_depth_frames: int = Field(default=3, ge=1, le=50)
+    database_url: str = "sqlite:///./voice-gateway.db"
+    account_id: int | None = None
+    account_name: str = "default"
+    api_key: SecretStr | None = None
+    sip_trunk_uri: str | None = None
+    sip_trunk_user: str | None = None
+    sip_trunk_password: SecretStr | None = None
+    #: Seconds a session may live with no calls before it ends.
+    session_idle_timeout: float = 60.0
+    #: Seconds an outbound call may stay unanswered before it fails with 408.
+    call_answer_timeout: float = 60.0
+    #: Maximum size of StartScenarios' script_custom_data, in bytes (Voximplant documents 200).
+    custom_data_max_bytes: int = 4096
+    log_level: str = "INFO"
+
+    def sip_advertised_host(self) -> str:
+        """Host to put in SIP and SDP headers."""
+        if self.advertised_host:
+            return self.advertised_host
+        return "127.0.0.1" if self.sip_host in ("0.0.0.0", "") else self.sip_host
+
+    def http_base_url(self) -> str:
+        """Base URL of the HTTP server as callers reach it (no trailing slash)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.http_host in ("0.0.0.0", "") else self.http_host
+        return f"http://{host}:{self.http_port}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings of this process, read once from the environment."""
+    return Settings()
