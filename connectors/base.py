@@ -1,0 +1,286 @@
+"""The contract every Voice AI connector implements (ARCHITECTURE.md, "connectors/").
+
+A connector is a :class:`VoiceAIClient`: a media unit (the caller's audio goes
+in, the AI's audio comes out) and an event target (scenario code subscribes to
+vendor events). Each connector declares what its vendor supports in a
+:class:`Capabilities` record (after LiveKit Agents' ``RealtimeCapabilities``) and
+takes one :class:`ConnectOptions` policy for connecting (retries, backoff, timeout).
+
+Format choice: when a call whose output is a G.711 law the vendor accepts becomes
+this unit's source, the connector switches both directions to that law, so the
+route edges pass audio through untouched. Otherwise it uses PCM16 at the vendor's
+preferred rate and the route edge does the one resample.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from gateway.errors import GatewayError
+from gateway.media.format import AudioFormat
+from gateway.runtime.context import current_session
+from gateway.runtime.events import ErrorSink, EventTarget
+from gateway.runtime.media_unit import MediaUnit
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class ConnectorError(GatewayError):
+    """A Voice AI connector could not connect, or its vendor refused a request.
+
+    Attributes:
+        vendor: short vendor name ("openai").
+        retryable: whether trying again later may succeed (network, timeout, 5xx).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        vendor: str = "",
+        retryable: bool = False,
+        session_id: str | None = None,
+        call_id: str | None = None,
+    ) -> None:
+        super().__init__(message, session_id=session_id, call_id=call_id)
+        self.vendor = vendor
+        self.retryable = retryable
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a Voice AI vendor supports.
+
+    Attributes:
+        input_formats: audio formats the vendor accepts from us, preferred first.
+        output_formats: audio formats the vendor can produce, preferred first.
+        server_vad: the vendor detects user speech turns itself.
+        barge_in: the connector can interrupt the AI when the user speaks.
+        truncation: the vendor can cut an assistant item at the position played.
+        function_calling: the vendor calls tools (functions) defined by the scenario.
+        transcripts: the vendor reports transcripts of both sides.
+    """
+
+    input_formats: tuple[AudioFormat, ...]
+    output_formats: tuple[AudioFormat, ...]
+    server_vad: bool = False
+    barge_in: bool = False
+    truncation: bool = False
+    function_calling: bool = False
+    transcripts: bool = False
+
+    @property
+    def preferred_pcm(self) -> AudioFormat:
+        """The first PCM16 format both directions accept (the fallback format).
+
+        Raises:
+            ValueError: the vendor has no common PCM16 format.
+        """
+        for fmt in self.input_formats:
+            if not fmt.encoding.is_g711 and fmt in self.output_formats:
+                return fmt
+        raise ValueError("capabilities list no PCM16 format accepted both ways")
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectOptions:
+    """How a connector connects: one policy object instead of many keywords.
+
+    Attributes:
+        retries: extra attempts after the first failed one (0: try once).
+        backoff: seconds to wait before the first retry; doubled on every further
+            retry, capped at ``max_backoff``.
+        max_backoff: upper bound of one wait, in seconds.
+        timeout: seconds one attempt may take (TCP + TLS + WebSocket handshake and
+            the vendor's first event), after which it counts as failed.
+    """
+
+    retries: int = 2
+    backoff: float = 0.5
+    max_backoff: float = 8.0
+    timeout: float = 10.0
+
+    def delay(self, retry: int) -> float:
+        """Seconds to wait before retry number ``retry`` (1-based)."""
+        return min(self.backoff * (2 ** max(retry - 1, 0)), self.max_backoff)
+
+
+async def connect_with_retries(
+    attempt: Callable[[], Awaitable[T]],
+    options: ConnectOptions,
+    *,
+    vendor: str,
+    is_retryable: Callable[[BaseException], bool] = lambda exc: True,
+    describe: Callable[[BaseException], str] = lambda exc: f"{type(exc).__name__}: {exc}",
+) -> T:
+    """Run ``attempt`` under ``options``: per-attempt timeout, retries with backoff.
+
+    Args:
+        attempt: makes one connection attempt and returns the connection.
+        options: the retry/timeout policy.
+        vendor: vendor name for the error message.
+        is_retryable: False for failures another attempt cannot fix (bad API key).
+        describe: renders a failure for the error message; must not reveal secrets.
+
+    Raises:
+        ConnectorError: every attempt failed; chained to the last failure.
+    """
+    last: BaseException | None = None
+    tries = max(options.retries, 0) + 1
+    for n in range(tries):
+        if n:
+            await asyncio.sleep(options.delay(n))
+        try:
+            return await asyncio.wait_for(attempt(), options.timeout)
+        except ConnectorError as exc:
+            last = exc
+            if not exc.retryable:
+                raise
+        except TimeoutError as exc:
+            last = exc
+        except Exception as exc:
+            last = exc
+            if not is_retryable(exc):
+                break
+        log.info("%s: connection attempt %d/%d failed: %s", vendor, n + 1, tries,
+                 _describe(last, describe))
+    assert last is not None
+    if isinstance(last, ConnectorError):
+        raise last
+    what = "timed out" if isinstance(last, TimeoutError) else _describe(last, describe)
+    raise ConnectorError(
+        f"{vendor}: could not connect after {tries} attempt(s): {what}",
+        vendor=vendor,
+        retryable=is_retryable(last),
+    ) from last
+
+
+def _describe(exc: BaseException, describe: Callable[[BaseException], str]) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return describe(exc)
+
+
+class VoiceAIClient(MediaUnit, EventTarget):
+    """Base class of every Voice AI connector: a media unit and an event target.
+
+    Subclasses set :attr:`capabilities`, implement :meth:`close`, and override
+    :meth:`_apply_formats` to tell the vendor about a format switch. Their
+    ``_on_media`` receives frames already in :attr:`input_format`; they
+    ``_emit`` vendor audio in :attr:`output_format`.
+
+    Args:
+        owner: the session that hears about failing handlers; defaults to the
+            session running now. When that session has ``register_unit``, the
+            client registers itself so the session closes it when it ends.
+    """
+
+    #: What the vendor supports; every subclass sets its own.
+    capabilities: Capabilities = Capabilities(input_formats=(), output_formats=())
+    #: Short vendor name used in logs and errors.
+    vendor: str = "voice-ai"
+
+    def __init__(self, owner: ErrorSink | None = None) -> None:
+        MediaUnit.__init__(self)
+        EventTarget.__init__(self, owner)
+        fmt = self.capabilities.preferred_pcm
+        self.input_format = fmt
+        self.output_format = fmt
+        self._closed = False
+        session = owner if owner is not None else current_session.get(None)
+        register = getattr(session, "register_unit", None)
+        if callable(register):
+            register(self)
+
+    # -- lifecycle --------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran or the vendor connection ended."""
+        return self._closed
+
+    async def close(self) -> None:
+        """Close the vendor connection and drop every media route; idempotent."""
+        self._closed = True
+        self.stop_all_media()
+
+    # -- media ------------------------------------------------------------------
+    def choose_format(self, source_format: AudioFormat | None) -> AudioFormat:
+        """The cheapest format to exchange with a source emitting ``source_format``.
+
+        A G.711 law the vendor accepts both ways passes through untouched;
+        anything else gets PCM16 at the vendor's preferred rate (one resample on
+        the route edge).
+        """
+        caps = self.capabilities
+        if (
+            source_format is not None
+            and source_format.encoding.is_g711
+            and source_format in caps.input_formats
+            and source_format in caps.output_formats
+        ):
+            return source_format
+        return caps.preferred_pcm
+
+    def set_formats(self, fmt: AudioFormat) -> None:
+        """Switch both directions to ``fmt``, rebuild routes and tell the vendor.
+
+        Raises:
+            ValueError: the vendor does not accept ``fmt`` both ways.
+        """
+        caps = self.capabilities
+        if fmt not in caps.input_formats or fmt not in caps.output_formats:
+            raise ValueError(f"{self.vendor} does not accept {fmt} both ways")
+        if fmt == self.input_format and fmt == self.output_format:
+            return
+        self.input_format = fmt
+        self.output_format = fmt
+        self._formats_changed()
+        self._apply_formats(fmt)
+
+    def _source_attached(self, source: MediaUnit) -> None:
+        if self._closed:
+            return
+        self.set_formats(self.choose_format(source.output_format))
+
+    def _apply_formats(self, fmt: AudioFormat) -> None:
+        """Tell the vendor that both directions now use ``fmt``; default: nothing."""
+
+    def clear_media_buffer(self) -> None:
+        """Drop the AI audio queued downstream (every sink's playout buffer)."""
+        for sink in self.media_sinks:
+            clear = getattr(sink, "clear_media_buffer", None)
+            if callable(clear):
+                try:
+                    clear()
+                except Exception:
+                    log.exception("%s: clear_media_buffer on %r failed", self.vendor, sink)
+
+
+def first_played_sink(sinks: Sequence[Any]) -> Any | None:
+    """The first of ``sinks`` that reports ``played_ms`` (a playout sink), or None."""
+    for sink in sinks:
+        if _number(getattr(sink, "played_ms", None)) is not None:
+            return sink
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+__all__ = [
+    "Capabilities",
+    "ConnectOptions",
+    "ConnectorError",
+    "VoiceAIClient",
+    "connect_with_retries",
+    "first_played_sink",
+]

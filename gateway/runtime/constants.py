@@ -1,0 +1,47 @@
+"""Event names, spelt as VoxEngine spells them (``AppEvents.Started``, ``CallEvents.Connected``)."""
+
+from __future__ import annotations
+
+
+class AppEvents:
+    """Session-level events (VoxEngine ``AppEvents``)."""
+
+    Started = "AppEvents.Started"
+    CallAlerting = "AppEvents.CallAlerting"
+    HttpRequest = "AppEvents.HttpRequest"
+    Terminating = "AppEvents.Terminating"
+    Terminated = "AppEvents.Terminated"
+
+
+class CallEvents:
+    """Call-leg events (VoxEngine ``CallEvents``)."""
+
+    Ringing = "CallEvents.Ringing"
+    Connected = "CallEvents.Connected"
+    Disconnected = "CallEvents.Disconnected"
+    Failed = "CallEvents.Failed"
+    ToneReceived = "CallEvents.ToneReceived"
+    AudioStarted = "CallEvents.AudioStarted"
+    PlaybackFinished = "CallEvents.PlaybackFinished"
+
+
+class CallState:
+    """Values returned by ``Call.state()`` (VoxEngine's call states)."""
+
+    PROGRESSING = "PROGRESSING"
+    ALERTING = "ALERTING"
+    CONNECTED = "CONNECTED"
+    TERMINATING = "TERMINATING"
+    TERMINATED = "TERMINATED"
+
+
+def finish_reason_for(code: int) -> str:
+    """CDR finish reason for a final SIP status code (RFC 3261 §21).
+
+    200 -> "normal"; 486/600 -> "busy"; 408/480 -> "no_answer"; 487 -> "cancelled";
+    603 -> "declined"; anything else -> "failed".
+    """
+    if 200 <= code < 300:
+        return "normal"
+    return {486: "busy", 600: "busy", 408: "no_answer", 480: "no_answer",
+            487: "cancelled", 603: "declined"}.get(code, "failed")

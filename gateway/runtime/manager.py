@@ -1,0 +1,161 @@
+"""``Runtime``: owns every session, routes inbound calls and serves StartScenarios.
+
+It implements :class:`gateway.runtime.records.ScenarioRunner` for the API and the
+adapters' incoming-call callback. It knows adapters only through the
+:class:`Dialer` protocol and the store only through ``SessionStore``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from typing import Any, Protocol
+
+from gateway.errors import GatewayError, ScenarioError
+from gateway.runtime.call import Call
+from gateway.runtime.leg import CallLeg, DigestCredentials
+from gateway.runtime.records import (
+    AccessResponse,
+    RuleMatch,
+    SessionStore,
+    StartedSession,
+)
+from gateway.runtime.session import Session
+
+log = logging.getLogger(__name__)
+
+
+class Dialer(Protocol):
+    """An adapter that can place outbound legs (the SIP adapter)."""
+
+    def new_outbound_leg(self, uri: str, *, callerid: str, display_name: str = "",
+                         headers: dict[str, str] | None = None,
+                         auth: DigestCredentials | None = None) -> Any:
+        """Build (not send) an outbound leg; ``await leg.dial()`` sends it."""
+
+
+class Runtime:
+    """All sessions of one gateway process.
+
+    Args:
+        store: persistence (rules, CDRs).
+        http_base_url: base of access URLs, e.g. ``http://127.0.0.1:8080``.
+        dialer: adapter for outbound calls (set later with :attr:`dialer`).
+        extra_globals: names added to every scenario's namespace (connector namespaces).
+        idle_timeout: seconds a session may have no calls before it ends (60).
+        trunk_uri: ``VGW_SIP_TRUNK_URI`` for ``call_pstn``.
+        trunk_auth: trunk digest credentials.
+        tls: True when the HTTP server serves https.
+    """
+
+    def __init__(self, store: SessionStore, http_base_url: str, *, dialer: Dialer | None = None,
+                 extra_globals: dict[str, Any] | None = None, idle_timeout: float = 60.0,
+                 trunk_uri: str | None = None, trunk_auth: DigestCredentials | None = None,
+                 tls: bool = False) -> None:
+        self.store = store
+        self.http_base_url = http_base_url.rstrip("/")
+        self.dialer = dialer
+        self.extra_globals = dict(extra_globals or {})
+        self.idle_timeout = idle_timeout
+        self.trunk_uri = trunk_uri
+        self._trunk_auth = trunk_auth
+        self.tls = tls
+        self.sessions: dict[str, Session] = {}
+
+    # -- session lifecycle ----------------------------------------------------
+    async def _new_session(self, match: RuleMatch, custom_data: str | None,
+                           initiator: str) -> Session:
+        session = Session(self, match, custom_data, initiator)
+        session.record.call_session_history_id = await self.store.session_started(session.record)
+        self.sessions[session.id] = session
+        try:
+            session.load(self.extra_globals)
+        except ScenarioError as exc:
+            session.handler_failed(exc, "scenario load")
+        return session
+
+    async def session_ended(self, session: Session) -> None:
+        """Called by a session once it has ended: write its CDR and forget it."""
+        self.sessions.pop(session.id, None)
+        try:
+            await self.store.session_finished(session.record)
+        except Exception:
+            log.exception("[session %s] writing the CDR failed", session.id)
+
+    async def start_scenarios(self, match: RuleMatch, custom_data: str | None,
+                              initiator: str = "") -> StartedSession:
+        """StartScenarios: run ``match``'s scenarios in a new session with ``custom_data``."""
+        session = await self._new_session(match, custom_data, initiator or "platform_api")
+        if not session.ended and session._terminate_task is None:
+            session.start()
+        hid = session.record.call_session_history_id
+        assert hid is not None
+        return StartedSession(session.id, hid, session.access_url, session.secure_access_url)
+
+    async def on_incoming(self, leg: CallLeg) -> bool:
+        """An adapter's new inbound leg: route by the called user; False means 404."""
+        match = await self.store.match_inbound_rule(leg.number)
+        if match is None:
+            log.info("inbound call %s to %r matches no rule", leg.id, leg.number)
+            return False
+        if not match.scenarios:
+            log.warning("inbound call %s: rule %r has no scenario", leg.id, match.rule_name)
+            return False
+        session = await self._new_session(match, None, leg.callerid)
+        call = session.add_call(leg)
+        if session._terminate_task is not None:
+            call.reject(500)
+            return True
+        session.start(call)
+        return True
+
+    async def access_request(self, session_id: str, secret: str, method: str, path: str,
+                             content: bytes, headers: dict[str, str]) -> AccessResponse:
+        """A request to a session's access URL; 404 for unknown, ended or wrong-secret."""
+        session = self.sessions.get(session_id)
+        if session is None or session.ended or not hmac.compare_digest(
+                session.secret.encode(), secret.encode()):
+            return AccessResponse(404, b"session not found")
+        return await session.http_request(method, path, content, headers)
+
+    async def stop(self) -> None:
+        """Terminate every session and wait for their CDRs."""
+        sessions = list(self.sessions.values())
+        for s in sessions:
+            s.terminate()
+        if sessions:
+            await asyncio.gather(*(s.wait_ended(10) for s in sessions), return_exceptions=True)
+
+    # -- outbound calls ----------------------------------------------------------
+    def dial(self, session: Session, uri: str, *, callerid: str, display_name: str,
+             headers: dict[str, str] | None, auth: DigestCredentials | None) -> Call:
+        """Create an outbound Call in ``session`` and start dialling it."""
+        if self.dialer is None:
+            raise GatewayError("no SIP adapter is running", session_id=session.id)
+        leg = self.dialer.new_outbound_leg(uri, callerid=callerid, display_name=display_name,
+                                           headers=headers, auth=auth)
+        call = session.add_call(leg)
+        session.log_line(f"dialling {uri} as {callerid} (call {call.id()})")
+        session.spawn(leg.dial(), f"dial {call.id()}")
+        return call
+
+    def trunk_uri_for(self, number: str) -> str:
+        """SIP URI for ``number`` on the configured trunk: ``sip:NUMBER@trunk-host[:port][;params]``.
+
+        Raises:
+            GatewayError: ``VGW_SIP_TRUNK_URI`` is not set.
+        """
+        if not self.trunk_uri:
+            raise GatewayError("call_pstn needs VGW_SIP_TRUNK_URI")
+        raw = self.trunk_uri
+        scheme, _, rest = raw.partition(":")
+        if not rest:
+            scheme, rest = "sip", raw
+        hostpart = rest.split("@", 1)[-1]
+        user = "".join(ch for ch in number if ch.isalnum() or ch in "+*#")
+        return f"{scheme}:{user}@{hostpart}"
+
+    def trunk_credentials(self) -> DigestCredentials | None:
+        """Digest credentials for the trunk, when configured."""
+        return self._trunk_auth

@@ -1,0 +1,326 @@
+"""``Session``: one run of a rule's scenarios (ARCHITECTURE.md, "The model").
+
+A session starts from an inbound call (``AppEvents.Started`` then
+``AppEvents.CallAlerting``) or from StartScenarios (``AppEvents.Started``). Its
+scenarios execute once, in order, in one shared namespace. It ends with
+``VoxEngine.terminate()``, after ``idle_timeout`` seconds with no calls, or when
+a handler raises: then its calls are hung up, ``Terminating``/``Terminated``
+fire and its CDR is written. Nothing a session does reaches another session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Coroutine
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from gateway.errors import ScenarioError
+from gateway.runtime.call import Call
+from gateway.runtime.constants import AppEvents, CallEvents, CallState
+from gateway.runtime.context import current_session
+from gateway.runtime.events import Event, EventTarget
+from gateway.runtime.leg import CallLeg
+from gateway.runtime.loader import compile_scenario
+from gateway.runtime.records import AccessResponse, RuleMatch, SessionRecord
+
+if TYPE_CHECKING:
+    from gateway.runtime.manager import Runtime
+
+log = logging.getLogger("gateway.session")
+
+#: Seconds an ``AppEvents.HttpRequest`` handler has to produce its reply.
+HTTP_HANDLER_TIMEOUT = 5.0
+
+
+class SessionLogger:
+    """``Logger`` in scenario globals: ``Logger.write(text)`` appends to the session log."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def write(self, *parts: Any) -> None:
+        """Append one line to the session log (also logged with the session id)."""
+        self._session.log_line(" ".join(str(p) for p in parts))
+
+
+class Session(EventTarget):
+    """One session. Created and owned by :class:`gateway.runtime.manager.Runtime`.
+
+    Attributes:
+        id: session id (32 hex chars).
+        secret: the access URL's secret (256 bits, URL-safe).
+        match: the rule and scenarios this session runs.
+        record: the session CDR, written when the session ends.
+    """
+
+    def __init__(self, runtime: Runtime, match: RuleMatch, custom_data: str | None,
+                 initiator: str = "") -> None:
+        self.id = uuid.uuid4().hex
+        EventTarget.__init__(self, self)
+        self.secret = secrets.token_urlsafe(32)
+        self.runtime = runtime
+        self.match = match
+        self.custom_data = custom_data
+        self.calls: list[Call] = []
+        self.units: list[Any] = []
+        self.log_lines: list[str] = []
+        self.ended = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._idle_handle: asyncio.TimerHandle | None = None
+        self._terminate_task: asyncio.Task[None] | None = None
+        self._done = asyncio.get_running_loop().create_future()
+        self._failed = False
+        self._t0 = time.monotonic()
+        self.record = SessionRecord(
+            session_id=self.id, account_id=match.account_id,
+            application_id=match.application_id, application_name=match.application_name,
+            rule_id=match.rule_id, rule_name=match.rule_name, start_date=datetime.now(UTC),
+            custom_data=custom_data, initiator_address=initiator,
+        )
+        self.logger = SessionLogger(self)
+        self.namespace: dict[str, Any] = {}
+        self._ctx = contextvars.copy_context()
+        self._ctx.run(current_session.set, self)
+
+    # -- identity ------------------------------------------------------------
+    @property
+    def access_url(self) -> str:
+        """``media_session_access_url``: an HTTP request to it fires ``AppEvents.HttpRequest``."""
+        return f"{self.runtime.http_base_url}/sessions/{self.id}/{self.secret}"
+
+    @property
+    def secure_access_url(self) -> str:
+        """``media_session_access_secure_url`` (https when the gateway serves TLS)."""
+        url = self.access_url
+        return url if self.runtime.tls else url.replace("http://", "https://", 1)
+
+    def __repr__(self) -> str:
+        return f"<Session {self.id} rule={self.match.rule_name}>"
+
+    # -- logging -------------------------------------------------------------
+    def log_line(self, text: str, level: int = logging.INFO) -> None:
+        """Append ``text`` to this session's log and the process log (with the session id)."""
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        self.log_lines.append(f"{stamp} {text}")
+        log.log(level, "[session %s] %s", self.id, text)
+
+    def log_event(self, name: str, call_id: str | None = None, code: int | None = None) -> None:
+        """Log one event line (name, call id, SIP code)."""
+        extra = (f" call={call_id}" if call_id else "") + (f" code={code}" if code else "")
+        self.log_line(f"event {name}{extra}", logging.DEBUG)
+
+    # -- tasks -----------------------------------------------------------------
+    def run_in_context(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn(*args)`` with this session as ``current_session``."""
+        if current_session.get(None) is self:
+            return fn(*args)
+        return self._ctx.run(fn, *args)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], what: str) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task owned by this session; a failure is logged, not raised."""
+
+        async def guarded() -> Any:
+            try:
+                return await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.log_line(f"{what} failed: {exc!r}", logging.WARNING)
+                return None
+
+        task = self.run_in_context(asyncio.ensure_future, guarded())
+        self.track_task(task)
+        return task
+
+    def track_task(self, task: asyncio.Task[Any]) -> None:
+        """Keep a reference to ``task`` until it finishes; cancelled when the session ends."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def handler_failed(self, exc: BaseException, where: str) -> None:
+        """A scenario handler raised: log it with the session id and end this session."""
+        self._failed = True
+        log.error("[session %s] handler for %s raised", self.id, where, exc_info=exc)
+        self.log_line(f"error in {where}: {type(exc).__name__}: {exc}", logging.ERROR)
+        self.terminate()
+
+    def register_unit(self, unit: Any) -> None:
+        """Close ``unit`` (a player, a Voice AI client ...) when the session ends."""
+        self.units.append(unit)
+
+    # -- scenarios -----------------------------------------------------------------
+    def load(self, extra_globals: dict[str, Any]) -> None:
+        """Execute the rule's scenarios in order in one namespace.
+
+        Raises:
+            ScenarioError: a scenario failed to compile or raised at top level.
+        """
+        from gateway.runtime.voxengine import VoxEngineFacade
+
+        self.namespace.update(extra_globals)
+        self.namespace.update({
+            "__name__": f"scenario_{self.id}",
+            "VoxEngine": VoxEngineFacade(self),
+            "AppEvents": AppEvents,
+            "CallEvents": CallEvents,
+            "CallState": CallState,
+            "Logger": self.logger,
+        })
+        for src in self.match.scenarios:
+            code = compile_scenario(src.script, src.name)
+            try:
+                self.run_in_context(exec, code, self.namespace)
+            except Exception as exc:
+                raise ScenarioError(f"scenario {src.name!r} raised at load: {exc!r}",
+                                    session_id=self.id) from exc
+
+    def start(self, call: Call | None = None) -> None:
+        """Fire ``AppEvents.Started`` (then ``CallAlerting`` for an inbound call)."""
+        self.log_line(f"session started: rule {self.match.rule_name!r}, "
+                      f"application {self.match.application_name!r}")
+        self.run_in_context(self.dispatch, Event(
+            AppEvents.Started, accessURL=self.access_url, accessSecureURL=self.secure_access_url,
+            access_url=self.access_url, access_secure_url=self.secure_access_url,
+            session_id=self.id, sessionID=self.id, custom_data=self.custom_data,
+            application_name=self.match.application_name, rule_name=self.match.rule_name,
+        ))
+        if call is not None and not self.ended:
+            self.run_in_context(self.dispatch, Event(
+                AppEvents.CallAlerting, call=call, callerid=call.callerid(),
+                destination=call.number(), display_name=call.display_name(),
+                headers=call.headers(), session_id=self.id,
+            ))
+        self._arm_idle()
+
+    # -- calls ------------------------------------------------------------------
+    def add_call(self, leg: CallLeg) -> Call:
+        """Wrap ``leg`` in a :class:`Call` that belongs to this session."""
+        call = self.run_in_context(Call, self, leg)
+        self.calls.append(call)
+        self._disarm_idle()
+        return call
+
+    def call_connected(self, call: Call) -> None:
+        self.log_line(f"call {call.id()} connected")
+
+    def call_ended(self, call: Call) -> None:
+        """A call reached TERMINATED; arm the idle timer when none is left."""
+        r = call.record
+        self.log_line(f"call {call.id()} ended: {r.finish_reason} code={r.result_code} "
+                      f"duration={r.duration}s")
+        self._arm_idle()
+
+    def active_calls(self) -> list[Call]:
+        return [c for c in self.calls if c.state() != CallState.TERMINATED]
+
+    def _arm_idle(self) -> None:
+        if self.ended or self.active_calls() or self._idle_handle is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._idle_handle = loop.call_later(self.runtime.idle_timeout, self._idle_expired)
+
+    def _disarm_idle(self) -> None:
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+            self._idle_handle = None
+
+    def _idle_expired(self) -> None:
+        self._idle_handle = None
+        if not self.active_calls():
+            self.log_line(f"no calls for {self.runtime.idle_timeout:g} s: ending session")
+            self.terminate()
+
+    # -- HTTP access URL ----------------------------------------------------------
+    async def http_request(self, method: str, path: str, content: bytes,
+                           headers: dict[str, str]) -> AccessResponse:
+        """Fire ``AppEvents.HttpRequest``; the first handler's return value is the reply.
+
+        ``str``/``bytes`` are sent as-is, ``dict``/``list`` as JSON, ``None`` gives 204.
+        A handler that takes longer than 5 s gives 504.
+        """
+        import json
+
+        ev = Event(AppEvents.HttpRequest, method=method, path=path,
+                   content=content.decode("utf-8", "replace"), headers=headers, session_id=self.id)
+        self.log_event(AppEvents.HttpRequest)
+        result: Any = None
+        for handler in list(self._listeners.get(AppEvents.HttpRequest, ())):
+            try:
+                out = self.run_in_context(handler, ev)
+                if isinstance(out, Awaitable):
+                    out = await asyncio.wait_for(self.run_in_context(asyncio.ensure_future, out),
+                                                 HTTP_HANDLER_TIMEOUT)
+            except TimeoutError:
+                self.log_line("HttpRequest handler timed out", logging.WARNING)
+                return AccessResponse(504, b"handler timed out")
+            except Exception as exc:
+                self.handler_failed(exc, AppEvents.HttpRequest)
+                return AccessResponse(500, b"scenario error")
+            if result is None:
+                result = out
+        if result is None:
+            return AccessResponse(204, b"")
+        if isinstance(result, bytes):
+            return AccessResponse(200, result, "application/octet-stream")
+        if isinstance(result, str):
+            return AccessResponse(200, result.encode())
+        return AccessResponse(200, json.dumps(result, default=str).encode(), "application/json")
+
+    # -- ending ---------------------------------------------------------------------
+    def terminate(self) -> None:
+        """End this session (idempotent): hang up calls, close units, write the CDR."""
+        if self._terminate_task is None and not self.ended:
+            self._terminate_task = asyncio.get_running_loop().create_task(self._terminate())
+
+    async def wait_ended(self, timeout: float | None = None) -> None:
+        """Wait until the session has fully ended (CDR written)."""
+        await asyncio.wait_for(asyncio.shield(self._done), timeout)
+
+    async def _terminate(self) -> None:
+        self._disarm_idle()
+        try:
+            self.run_in_context(self.dispatch, Event(AppEvents.Terminating, session_id=self.id))
+            for call in self.active_calls():
+                call.hangup()
+            await self._await_calls_ended(5.0)
+            for unit in self.units:
+                close = getattr(unit, "close", None)
+                if close is not None:
+                    try:
+                        res = close()
+                        if isinstance(res, Awaitable):
+                            await asyncio.wait_for(res, 5.0)
+                    except Exception as exc:
+                        self.log_line(f"closing {unit!r} failed: {exc!r}", logging.WARNING)
+            self.ended = True
+            self.run_in_context(self.dispatch, Event(AppEvents.Terminated, session_id=self.id))
+            current = asyncio.current_task()
+            for task in list(self._tasks):
+                if task is not current:
+                    task.cancel()
+            rec = self.record
+            rec.end_date = datetime.now(UTC)
+            rec.duration = int(round(time.monotonic() - self._t0))
+            rec.finish_reason = "error" if self._failed else "normal"
+            rec.calls = [c.record for c in self.calls]
+            self.log_line(f"session ended: {rec.finish_reason}")
+        finally:
+            self.ended = True
+            try:
+                await self.runtime.session_ended(self)
+            finally:
+                if not self._done.done():
+                    self._done.set_result(None)
+
+    async def _await_calls_ended(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.active_calls() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for call in self.active_calls():  # the leg never confirmed: close the record anyway
+            call._end(0, "error")
