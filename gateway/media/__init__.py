@@ -1,5 +1,7 @@
 """The audio plane, with no sockets: formats, G.711, resampling, jitter and playout buffers."""
 
+from gateway.media.clock import MediaClock, get_media_clock
+from gateway.media.convert import FormatConverter
 from gateway.media.format import (
     FRAME_MS,
     PCM16_8K,
@@ -12,6 +14,9 @@ from gateway.media.format import (
     AudioFrame,
     Encoding,
 )
+from gateway.media.jitter import JitterBuffer
+from gateway.media.playout import PlayoutBuffer
+from gateway.media.resample import Resampler
 
 __all__ = [
     "FRAME_MS",
@@ -24,4 +29,10 @@ __all__ = [
     "AudioFormat",
     "AudioFrame",
     "Encoding",
+    "FormatConverter",
+    "JitterBuffer",
+    "MediaClock",
+    "PlayoutBuffer",
+    "Resampler",
+    "get_media_clock",
 ]

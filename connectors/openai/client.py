@@ -1,0 +1,721 @@
+"""OpenAI Realtime API (GA) connector: a Voice AI media unit on the official SDK.
+
+Follows the GA Realtime protocol as typed by the ``openai`` SDK
+(``openai.types.realtime``): client events ``session.update``,
+``input_audio_buffer.append``/``clear``/``commit``, ``conversation.item.create``/
+``truncate``, ``response.create``/``cancel``; server events as mapped in
+:mod:`connectors.openai.events`. The connection is made with
+``AsyncOpenAI(...).realtime.connect(model=...)``; the beta protocol is never used.
+
+Media: frames routed into the client are queued (bounded, never blocking the 20 ms
+media clock) and sent by one sender task as base64 ``input_audio_buffer.append``;
+``response.output_audio.delta`` audio is emitted to the client's sinks. Barge-in
+(on by default) follows Twilio's OpenAI Realtime sample: on
+``input_audio_buffer.speech_started`` the sink's playout buffer is cleared and the
+assistant item is truncated at the position actually played.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import json
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+
+from connectors.base import (
+    Capabilities,
+    ConnectOptions,
+    ConnectorError,
+    VoiceAIClient,
+    connect_with_retries,
+    first_played_sink,
+)
+from connectors.openai.events import RealtimeAPIEvents, event_name
+from connectors.openai.formats import (
+    SUPPORTED_FORMATS,
+    session_formats,
+    to_openai_format,
+)
+from gateway.media.format import PCM16_24K, AudioFormat, AudioFrame
+from gateway.runtime.events import ErrorSink, Event
+
+log = logging.getLogger(__name__)
+
+#: What the OpenAI Realtime API supports.
+OPENAI_REALTIME_CAPABILITIES = Capabilities(
+    input_formats=SUPPORTED_FORMATS,
+    output_formats=SUPPORTED_FORMATS,
+    server_vad=True,
+    barge_in=True,
+    truncation=True,
+    function_calling=True,
+    transcripts=True,
+)
+
+#: Close code reported when the connection dropped without a close frame (RFC 6455 §7.1.5).
+ABNORMAL_CLOSURE = 1006
+
+
+class _RedactSecrets(logging.Filter):
+    """Hides credential headers in the websockets handshake debug log."""
+
+    _SECRET_HEADERS = frozenset({"authorization", "openai-organization", "openai-project"})
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if (
+            isinstance(args, tuple)
+            and len(args) == 2
+            and isinstance(args[0], str)
+            and args[0].lower() in self._SECRET_HEADERS
+        ):
+            record.args = (args[0], "[redacted]")
+        return True
+
+
+#: Logger handed to the websockets library (it logs handshake headers at DEBUG).
+_ws_log = logging.getLogger("connectors.openai.websocket")
+_ws_log.addFilter(_RedactSecrets())
+
+
+@dataclass(slots=True)
+class _AudioItem:
+    """Playout bookkeeping of one assistant audio item (for truncation)."""
+
+    item_id: str
+    content_index: int
+    #: Sink position (ms, played + queued) where the item's first sample plays;
+    #: None when no sink reports ``played_ms``.
+    start_ms: float | None
+    #: Audio received so far for this item, in ms.
+    audio_ms: float = 0.0
+    #: ``response.output_audio.done`` arrived for the item.
+    done: bool = False
+    #: Cut by barge-in; later deltas of the item are dropped.
+    truncated: bool = False
+
+
+_AUDIO = "audio"
+_EVENT = "event"
+
+
+class RealtimeAPIClient(VoiceAIClient):
+    """A connected OpenAI Realtime API session, as a media unit and event target.
+
+    Create it with :func:`create_realtime_api_client` (``OpenAI.create_realtime_api_client``).
+    Audio routed into it goes to OpenAI; the model's audio comes out of it. Every
+    server event is dispatched as an :class:`~connectors.openai.events.RealtimeAPIEvents`
+    constant with ``event.data`` (the server JSON, a dict) and ``event.client``.
+
+    Request methods (``session_update``, ``response_create`` ...) never block: they
+    queue the event behind any queued audio, keeping order, and return an
+    ``asyncio.Future[bool]`` that resolves True once it is written to the socket
+    (False if the client closed first). Awaiting it is optional.
+
+    Args:
+        connection: an entered ``AsyncRealtimeConnection`` from the SDK.
+        sdk_client: the ``AsyncOpenAI`` that made it (closed with this client).
+        model: the model name (for logs and ``repr``).
+        barge_in: clear playout and truncate the assistant item on user speech.
+        on_websocket_closed: called with the ``WebSocketClosed`` event.
+        max_queued_audio_ms: audio waiting to be sent beyond this is dropped,
+            oldest first (the vendor link is slower than real time).
+        min_chunk_ms: audio is sent in appends of at least this many ms.
+        owner: the owning session (default: the one running now).
+    """
+
+    capabilities = OPENAI_REALTIME_CAPABILITIES
+    vendor = "openai"
+
+    def __init__(
+        self,
+        connection: Any,
+        *,
+        sdk_client: Any = None,
+        model: str = "",
+        barge_in: bool = True,
+        on_websocket_closed: Callable[[Event], Any] | None = None,
+        max_queued_audio_ms: float = 2000.0,
+        min_chunk_ms: int = 20,
+        owner: ErrorSink | None = None,
+    ) -> None:
+        super().__init__(owner)
+        self._conn = connection
+        self._sdk = sdk_client
+        self.model = model
+        self.barge_in = barge_in
+        self._on_websocket_closed = on_websocket_closed
+        self._max_audio_entries = max(1, int(max_queued_audio_ms // max(min_chunk_ms, 1)))
+        self._min_chunk_ms = min_chunk_ms
+        self._out: deque[tuple[str, Any, asyncio.Future[bool] | None]] = deque()
+        self._audio_entries = 0
+        self._wakeup = asyncio.Event()
+        self._pending = bytearray()
+        #: Formats the server last confirmed (session.created / session.updated).
+        self._server_in: AudioFormat = PCM16_24K
+        self._server_out: AudioFormat = PCM16_24K
+        self._out_converter: Any = None
+        self._item: _AudioItem | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self._closed_dispatched = False
+        #: The session object of the last ``session.created``/``session.updated``.
+        self.session: dict[str, Any] = {}
+        #: ms of caller audio dropped because the send queue was full.
+        self.dropped_audio_ms = 0.0
+        #: WebSocket close code/reason once closed (RFC 6455 §7.4).
+        self.close_code: int | None = None
+        self.close_reason: str = ""
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (
+            f"<OpenAI RealtimeAPIClient model={self.model!r} {state} "
+            f"in={self.input_format} out={self.output_format}>"
+        )
+
+    # -- lifecycle --------------------------------------------------------------
+    def _start(self, first_event: dict[str, Any] | None) -> None:
+        """Start the reader and sender tasks; ``first_event`` is dispatched first."""
+        self._reader = asyncio.ensure_future(self._read_loop(first_event))
+        self._sender = asyncio.ensure_future(self._send_loop())
+
+    async def close(self) -> None:
+        """Close the WebSocket (code 1000) and drop every media route; idempotent.
+
+        ``WebSocketClosed`` is dispatched (once) before this returns. The calls
+        this client was connected to are left alone.
+        """
+        already = self._closed
+        self._closed = True
+        self.stop_all_media()
+        self._cancel_sender()
+        if not already:
+            try:
+                await asyncio.wait_for(self._conn.close(), 5.0)
+            except Exception as exc:  # already gone: nothing left to close
+                log.debug("openai: websocket close failed: %r", exc)
+        reader = self._reader
+        if reader is not None and reader is not asyncio.current_task() and not reader.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(reader), 5.0)
+            except (TimeoutError, asyncio.CancelledError):
+                reader.cancel()
+        if not self._closed_dispatched:
+            self._connection_lost(1000, "closed by client")
+        await self._close_sdk()
+
+    async def _close_sdk(self) -> None:
+        sdk, self._sdk = self._sdk, None
+        if sdk is not None:
+            try:
+                await sdk.close()
+            except Exception as exc:
+                log.debug("openai: closing the SDK client failed: %r", exc)
+
+    def _cancel_sender(self) -> None:
+        if self._sender is not None and not self._sender.done():
+            self._sender.cancel()
+        while self._out:
+            _, _, fut = self._out.popleft()
+            if fut is not None and not fut.done():
+                fut.set_result(False)
+        self._audio_entries = 0
+        self._pending.clear()
+
+    def _connection_lost(self, code: int, reason: str) -> None:
+        """The socket is gone: stop media, dispatch ``WebSocketClosed`` once."""
+        self._closed = True
+        self.close_code = code
+        self.close_reason = reason
+        self._cancel_sender()
+        self.stop_all_media()
+        if self._closed_dispatched:
+            return
+        self._closed_dispatched = True
+        log.info("openai: websocket closed code=%s reason=%r", code, reason)
+        ev = self.dispatch(
+            RealtimeAPIEvents.WebSocketClosed,
+            data={"code": code, "reason": reason},
+            client=self,
+            code=code,
+            reason=reason,
+        )
+        cb = self._on_websocket_closed
+        if cb is not None:
+            self._call(cb, ev)
+
+    # -- tasks --------------------------------------------------------------------
+    async def _read_loop(self, first_event: dict[str, Any] | None) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        code, reason = ABNORMAL_CLOSURE, ""
+        try:
+            if first_event is not None:
+                self._handle(first_event)
+            while True:
+                raw = await self._conn.recv_bytes()
+                try:
+                    data = json.loads(raw)
+                except ValueError:
+                    log.warning("openai: dropped a non-JSON message (%d bytes)", len(raw))
+                    continue
+                if isinstance(data, dict):
+                    self._handle(data)
+        except ConnectionClosed as exc:
+            rcvd = exc.rcvd
+            if rcvd is not None:
+                code, reason = rcvd.code, rcvd.reason
+            elif exc.sent is not None and self._closed:
+                code, reason = exc.sent.code, exc.sent.reason
+        except asyncio.CancelledError:
+            code, reason = 1000, "closed by client"
+            self._connection_lost(code, reason)
+            raise
+        except Exception as exc:
+            log.exception("openai: reader failed")
+            reason = f"{type(exc).__name__}"
+        self._connection_lost(code, reason)
+        if self._sdk is not None:
+            await self._close_sdk()
+
+    async def _send_loop(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        while True:
+            while not self._out:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            kind, payload, fut = self._out.popleft()
+            if kind == _AUDIO:
+                self._audio_entries -= 1
+                chunks = [payload]
+                # Behind schedule: coalesce queued audio into one append (<= 200 ms).
+                limit = self.input_format.frame_bytes(200) if self.input_format else 0
+                size = len(payload)
+                while self._out and self._out[0][0] == _AUDIO and size < limit:
+                    nxt = self._out.popleft()[1]
+                    self._audio_entries -= 1
+                    chunks.append(nxt)
+                    size += len(nxt)
+                msg: dict[str, Any] = {
+                    "type": "input_audio_buffer.append",
+                    "audio": base64.b64encode(b"".join(chunks)).decode("ascii"),
+                }
+            else:
+                msg = payload
+            try:
+                await self._write(msg)
+            except asyncio.CancelledError:
+                if fut is not None and not fut.done():
+                    fut.set_result(False)
+                raise
+            except ConnectionClosed:
+                if fut is not None and not fut.done():
+                    fut.set_result(False)
+                return
+            except Exception:
+                log.exception("openai: sending %s failed", msg.get("type"))
+                if fut is not None and not fut.done():
+                    fut.set_result(False)
+                continue
+            if fut is not None and not fut.done():
+                fut.set_result(True)
+
+    async def _write(self, msg: dict[str, Any]) -> None:
+        send_raw = getattr(self._conn, "send_raw", None)
+        if send_raw is not None:
+            await send_raw(json.dumps(msg, separators=(",", ":")))
+        else:  # SDKs before send_raw: the typed send (validates, a bit slower)
+            await self._conn.send(msg)
+
+    # -- server events --------------------------------------------------------------
+    def _handle(self, data: dict[str, Any]) -> None:
+        kind = data.get("type")
+        if kind == "response.output_audio.delta":
+            self._on_audio_delta(data)
+        elif kind == "response.output_audio.done":
+            item = self._item
+            if item is not None and item.item_id == data.get("item_id"):
+                item.done = True
+        elif kind == "input_audio_buffer.speech_started":
+            if self.barge_in:
+                self.clear_media_buffer()
+        elif kind in ("session.created", "session.updated"):
+            self._on_session(data.get("session"))
+        elif kind == "error":
+            err = data.get("error") if isinstance(data.get("error"), dict) else {}
+            log.warning(
+                "openai: server error type=%s code=%s: %s",
+                err.get("type"), err.get("code"), err.get("message"),
+            )
+        self.dispatch(event_name(kind if isinstance(kind, str) else None),
+                      data=data, client=self)
+
+    def _on_session(self, session: Any) -> None:
+        if not isinstance(session, dict):
+            return
+        self.session = session
+        fin, fout = session_formats(session)
+        if fin is not None:
+            self._server_in = fin
+        if fout is not None and fout != self._server_out:
+            self._server_out = fout
+            self._out_converter = None
+
+    def _on_audio_delta(self, data: dict[str, Any]) -> None:
+        item_id = str(data.get("item_id") or "")
+        item = self._item
+        if item is not None and item.item_id == item_id and item.truncated:
+            return  # the user barged in: what is left of this item is never played
+        try:
+            audio = base64.b64decode(data.get("delta") or "", validate=False)
+        except ValueError:
+            log.warning("openai: bad base64 in response.output_audio.delta")
+            return
+        if not audio:
+            return
+        if item is None or item.item_id != item_id:
+            sink = first_played_sink(self.media_sinks)
+            start = None
+            if sink is not None:
+                start = float(sink.played_ms) + float(getattr(sink, "queued_ms", 0.0) or 0.0)
+            item = _AudioItem(item_id, int(data.get("content_index") or 0), start)
+            self._item = item
+        item.audio_ms += self._server_out.duration_ms(len(audio))
+        out_fmt = self.output_format or self._server_out
+        if self._server_out != out_fmt:
+            # A format switch is in flight: convert what the server still sends.
+            if self._out_converter is None or self._out_converter.dst != out_fmt:
+                from gateway.media.convert import FormatConverter
+
+                self._out_converter = FormatConverter(self._server_out, out_fmt)
+            audio = self._out_converter.convert(audio)
+        if self._closed:
+            return
+        self._emit(AudioFrame(audio, out_fmt))
+
+    # -- barge-in -------------------------------------------------------------------
+    def clear_media_buffer(self) -> None:
+        """Stop the AI's current audio now: clear the sinks' playout, truncate the item.
+
+        The assistant item being played is truncated at the position the playout
+        sink (the sink with ``played_ms``) reports as actually played, so the
+        model's context holds only what the caller heard. Later deltas of that
+        item are dropped. Called automatically on ``InputAudioBufferSpeechStarted``
+        when ``barge_in`` is on (before scenario handlers run).
+        """
+        item = self._item
+        sink = first_played_sink(self.media_sinks)
+        played: float | None = None
+        if item is not None and not item.truncated and item.start_ms is not None and sink:
+            played = min(max(float(sink.played_ms) - item.start_ms, 0.0), item.audio_ms)
+        super().clear_media_buffer()
+        if item is None or item.truncated:
+            return
+        item.truncated = True
+        if played is None:
+            log.debug("openai: no playout sink reports played_ms; item %s not truncated",
+                      item.item_id)
+            return
+        if played < item.audio_ms or not item.done:
+            self.conversation_item_truncate(item.item_id, item.content_index, int(played))
+
+    def played_position(self) -> tuple[str, float] | None:
+        """(item_id, ms played) of the current assistant audio item, if known."""
+        item = self._item
+        sink = first_played_sink(self.media_sinks)
+        if item is None or item.start_ms is None or sink is None:
+            return None
+        return item.item_id, min(max(float(sink.played_ms) - item.start_ms, 0.0), item.audio_ms)
+
+    # -- media in -------------------------------------------------------------------
+    def _on_media(self, frame: AudioFrame) -> None:
+        if self._closed:
+            return
+        self._pending += frame.data
+        fmt = self.input_format
+        if fmt is not None and len(self._pending) >= fmt.frame_bytes(self._min_chunk_ms):
+            self._flush_pending()
+
+    def _flush_pending(self) -> None:
+        if not self._pending:
+            return
+        data = bytes(self._pending)
+        self._pending.clear()
+        if self._audio_entries >= self._max_audio_entries:
+            self._drop_oldest_audio()
+        self._out.append((_AUDIO, data, None))
+        self._audio_entries += 1
+        self._wakeup.set()
+
+    def _drop_oldest_audio(self) -> None:
+        for i, (kind, payload, _) in enumerate(self._out):
+            if kind == _AUDIO:
+                del self._out[i]
+                self._audio_entries -= 1
+                if self.input_format is not None:
+                    if not self.dropped_audio_ms:
+                        log.warning("openai: send queue full, dropping caller audio")
+                    self.dropped_audio_ms += self.input_format.duration_ms(len(payload))
+                return
+
+    def _apply_formats(self, fmt: AudioFormat) -> None:
+        # Audio collected so far is in the old format: queue it before the update.
+        self._flush_pending()
+        log.info("openai: switching audio to %s", fmt)
+        self.session_update()
+
+    # -- client events ----------------------------------------------------------------
+    def send_event(self, event: dict[str, Any]) -> asyncio.Future[bool]:
+        """Queue any GA client event (a dict with ``type``) after queued audio.
+
+        Returns:
+            A future resolving True once sent, False if the client closed first.
+        """
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if self._closed:
+            log.warning("openai: %s ignored, the client is closed", event.get("type"))
+            fut.set_result(False)
+            return fut
+        self._flush_pending()
+        self._out.append((_EVENT, event, fut))
+        self._wakeup.set()
+        return fut
+
+    def session_update(
+        self, session: dict[str, Any] | None = None, **fields: Any
+    ) -> asyncio.Future[bool]:
+        """Send ``session.update`` with GA session fields (``instructions``, ``tools``,
+        ``audio``, ``output_modalities`` ...), given as a dict and/or keywords.
+
+        ``type`` defaults to ``"realtime"``. The audio formats are owned by the
+        connector (they follow the call): ``audio.input.format`` and
+        ``audio.output.format`` are always set to the client's current formats.
+        """
+        body = copy.deepcopy(dict(session or {}))
+        body.update(copy.deepcopy(fields))
+        body.setdefault("type", "realtime")
+        self._pin_formats(body)
+        return self.send_event({"type": "session.update", "session": body})
+
+    def _pin_formats(self, body: dict[str, Any]) -> None:
+        audio = body.get("audio")
+        if not isinstance(audio, dict):
+            audio = body["audio"] = {}
+        for key, fmt in (("input", self.input_format), ("output", self.output_format)):
+            if fmt is None:
+                continue
+            part = audio.get(key)
+            if not isinstance(part, dict):
+                part = audio[key] = {}
+            wanted = to_openai_format(fmt)
+            given = part.get("format")
+            if given is not None and given != wanted:
+                log.warning("openai: audio.%s.format %r replaced by %r (it follows the call)",
+                            key, given, wanted)
+            part["format"] = wanted
+
+    def response_create(
+        self, response: dict[str, Any] | None = None, **fields: Any
+    ) -> asyncio.Future[bool]:
+        """Send ``response.create``, optionally with GA response fields
+        (``instructions``, ``output_modalities``, ``tool_choice`` ...)."""
+        body = dict(response or {})
+        body.update(fields)
+        event: dict[str, Any] = {"type": "response.create"}
+        if body:
+            event["response"] = body
+        return self.send_event(event)
+
+    def response_cancel(self, response_id: str | None = None) -> asyncio.Future[bool]:
+        """Send ``response.cancel`` (the in-progress response, or ``response_id``)."""
+        event: dict[str, Any] = {"type": "response.cancel"}
+        if response_id:
+            event["response_id"] = response_id
+        return self.send_event(event)
+
+    def conversation_item_create(
+        self, item: dict[str, Any], previous_item_id: str | None = None
+    ) -> asyncio.Future[bool]:
+        """Send ``conversation.item.create`` with a GA conversation item."""
+        event: dict[str, Any] = {"type": "conversation.item.create", "item": item}
+        if previous_item_id is not None:
+            event["previous_item_id"] = previous_item_id
+        return self.send_event(event)
+
+    def conversation_item_truncate(
+        self, item_id: str, content_index: int, audio_end_ms: int
+    ) -> asyncio.Future[bool]:
+        """Send ``conversation.item.truncate``: cut assistant ``item_id`` at ``audio_end_ms``.
+
+        Args:
+            item_id: the assistant item.
+            content_index: its audio content part (0).
+            audio_end_ms: position to cut at, in ms of the item's audio.
+        """
+        return self.send_event({
+            "type": "conversation.item.truncate",
+            "item_id": item_id,
+            "content_index": int(content_index),
+            "audio_end_ms": max(int(audio_end_ms), 0),
+        })
+
+    def input_audio_buffer_clear(self) -> asyncio.Future[bool]:
+        """Drop caller audio not yet sent and send ``input_audio_buffer.clear``."""
+        self._pending.clear()
+        kept = [e for e in self._out if e[0] != _AUDIO]
+        self._out.clear()
+        self._out.extend(kept)
+        self._audio_entries = 0
+        return self.send_event({"type": "input_audio_buffer.clear"})
+
+    def input_audio_buffer_commit(self) -> asyncio.Future[bool]:
+        """Send ``input_audio_buffer.commit`` (turn detection off: end of the user turn)."""
+        return self.send_event({"type": "input_audio_buffer.commit"})
+
+    def send_tool_result(
+        self, call_id: str, result: Any, *, create_response: bool = True
+    ) -> asyncio.Future[bool]:
+        """Answer a function call: a ``function_call_output`` item, then ``response.create``.
+
+        Args:
+            call_id: ``call_id`` of the ``ResponseFunctionCallArgumentsDone`` event.
+            result: the output; a str is sent as is, anything else as JSON.
+            create_response: also send ``response.create`` so the model speaks.
+        """
+        output = result if isinstance(result, str) else json.dumps(result)
+        fut = self.conversation_item_create(
+            {"type": "function_call_output", "call_id": str(call_id), "output": output}
+        )
+        if create_response:
+            fut = self.response_create()
+        return fut
+
+
+def _status_of(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    if isinstance(status, int):
+        return status
+    status = getattr(exc, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Network trouble, 408, 429 and 5xx are worth another attempt; the rest is not."""
+    from websockets.exceptions import InvalidURI
+
+    status = _status_of(exc)
+    if status is not None:
+        return status == 429 or status >= 500 or status == 408
+    return not isinstance(exc, openai.OpenAIError | InvalidURI | ValueError | TypeError)
+
+
+def _describe(exc: BaseException) -> str:
+    status = _status_of(exc)
+    if status is not None:
+        return f"HTTP {status} on the WebSocket handshake"
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def create_realtime_api_client(
+    api_key: str | None = None,
+    model: str = "gpt-realtime",
+    base_url: str | None = None,
+    websocket_base_url: str | None = None,
+    instructions: str | None = None,
+    voice: str | None = None,
+    tools: list[dict[str, Any]] | None = None,
+    on_websocket_closed: Callable[[Event], Any] | None = None,
+    connect_options: ConnectOptions | None = None,
+    barge_in: bool = True,
+    **session: Any,
+) -> RealtimeAPIClient:
+    """Connect to the OpenAI Realtime API (GA) and return a ready client.
+
+    ``api_key`` and ``base_url`` left as None are read by the SDK from
+    ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL``; the WebSocket URL is derived from
+    the base URL (``http`` -> ``ws``) unless ``websocket_base_url`` is given. The
+    first server event (``session.created``) is awaited, then dispatched to the
+    handlers the caller adds right after this returns.
+
+    Args:
+        api_key: OpenAI API key (never logged).
+        model: Realtime model, e.g. ``"gpt-realtime"``.
+        base_url: REST base URL, e.g. ``"https://api.openai.com/v1"``.
+        websocket_base_url: explicit WebSocket base URL, e.g. ``"wss://.../v1"``.
+        instructions: system instructions (``session.instructions``).
+        voice: output voice (``session.audio.output.voice``), e.g. ``"marin"``.
+        tools: GA function tools, ``[{"type": "function", "name": ..., "parameters": ...}]``.
+        on_websocket_closed: called with the ``WebSocketClosed`` event.
+        connect_options: retries, backoff (s) and per-attempt timeout (s).
+        barge_in: clear playout and truncate on user speech (default True).
+        **session: further GA session fields for the first ``session.update``.
+
+    Raises:
+        ConnectorError: no API key, or no connection after the retries.
+    """
+    opts = connect_options or ConnectOptions()
+    try:
+        sdk = openai.AsyncOpenAI(
+            api_key=api_key, base_url=base_url, websocket_base_url=websocket_base_url
+        )
+    except openai.OpenAIError as exc:
+        raise ConnectorError(f"openai: {exc}", vendor="openai") from None
+
+    async def attempt() -> tuple[Any, dict[str, Any]]:
+        manager = sdk.realtime.connect(
+            model=model, websocket_connection_options={"logger": _ws_log}
+        )
+        conn = await manager.enter()
+        try:
+            first = json.loads(await conn.recv_bytes())
+            if not isinstance(first, dict):
+                raise ConnectorError("openai: unexpected first message", vendor="openai")
+            if first.get("type") == "error":
+                err = first.get("error") or {}
+                raise ConnectorError(
+                    f"openai: server refused the session: {err.get('code')}: {err.get('message')}",
+                    vendor="openai",
+                )
+        except BaseException:
+            try:
+                await conn.close()
+            except Exception as exc:
+                log.debug("openai: close after failed start: %r", exc)
+            raise
+        return conn, first
+
+    try:
+        conn, first = await connect_with_retries(
+            attempt, opts, vendor="openai", is_retryable=_retryable, describe=_describe
+        )
+    except BaseException:
+        await sdk.close()
+        raise
+    client = RealtimeAPIClient(
+        conn,
+        sdk_client=sdk,
+        model=model,
+        barge_in=barge_in,
+        on_websocket_closed=on_websocket_closed,
+    )
+    initial = copy.deepcopy(session)
+    if instructions is not None:
+        initial["instructions"] = instructions
+    if voice is not None:
+        audio = initial.setdefault("audio", {})
+        audio.setdefault("output", {})["voice"] = voice
+    if tools is not None:
+        initial["tools"] = tools
+    client.session_update(initial)
+    client._start(first)
+    return client

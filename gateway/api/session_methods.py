@@ -1,0 +1,138 @@
+"""platform_api methods about sessions: StartScenarios and GetCallHistory.
+
+They follow Voximplant's HTTP API methods of the same names. StartScenarios resolves
+the rule in the caller's account, checks ``script_custom_data`` against
+``Settings.custom_data_max_bytes`` and hands a :class:`RuleMatch` to the runtime's
+``ScenarioRunner``. GetCallHistory reads the session CDRs the runtime stored.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from gateway.api.config_methods import application_id_of
+from gateway.api.errors import (
+    CUSTOM_DATA_TOO_LONG,
+    RULE_HAS_NO_SCENARIOS,
+    SCENARIO_DOES_NOT_COMPILE,
+    SESSION_NOT_STARTED,
+    PlatformError,
+    invalid_argument,
+    missing_argument,
+)
+from gateway.api.params import Params, format_date
+from gateway.api.registry import PAGING_PARAMS, CallContext, ParamDoc, platform_method
+from gateway.errors import GatewayError, LimitExceeded, ScenarioError
+from gateway.runtime.records import CallRecord, SessionRecord
+
+#: GetCallHistory's window when from_date is not given.
+DEFAULT_HISTORY_WINDOW = timedelta(days=30)
+
+
+@platform_method("StartScenarios", "Start a session running a rule's scenarios.", [
+    ParamDoc("rule_id", "integer", "Rule id."),
+    ParamDoc("rule_name", "string", "Rule name (instead of rule_id), with the application."),
+    ParamDoc("application_id", "integer", "Application id, to find rule_name."),
+    ParamDoc("application_name", "string", "Application name, to find rule_name."),
+    ParamDoc("script_custom_data", "string", "Data for VoxEngine.custom_data(), at most "
+             "Settings.custom_data_max_bytes bytes in UTF-8."),
+])
+async def start_scenarios(ctx: CallContext, params: Params) -> dict[str, Any]:
+    """StartScenarios -> ``{"result": 1, "media_session_access_url",
+    "media_session_access_secure_url", "call_session_history_id"}``.
+    """
+    rule_id = params.integer("rule_id")
+    rule_name = params.string("rule_name")
+    if rule_id is None and rule_name is None:
+        raise missing_argument("rule_id", "rule_name")
+    custom_data = params.string("script_custom_data", allow_empty=True)
+    limit = ctx.settings.custom_data_max_bytes
+    if custom_data is not None:
+        size = len(custom_data.encode("utf-8"))
+        if size > limit:
+            raise PlatformError(CUSTOM_DATA_TOO_LONG,
+                                f"script_custom_data is too long: {size} bytes, the limit is "
+                                f"{limit} bytes")
+    app_id = await application_id_of(ctx, params, required=False)
+    match = await ctx.store.resolve_rule(ctx.account.account_id, rule_id=rule_id,
+                                         rule_name=rule_name, application_id=app_id)
+    if not match.scenarios:
+        raise PlatformError(RULE_HAS_NO_SCENARIOS,
+                            f"Rule has no scenarios: rule_id {match.rule_id} "
+                            f"({match.rule_name!r}) has no scenario bound")
+    try:
+        started = await ctx.runner.start_scenarios(match, custom_data)
+    except LimitExceeded as exc:
+        raise PlatformError(SESSION_NOT_STARTED, f"Session could not be started: {exc}") from exc
+    except ScenarioError as exc:
+        raise PlatformError(SCENARIO_DOES_NOT_COMPILE, str(exc)) from exc
+    except GatewayError as exc:
+        raise PlatformError(SESSION_NOT_STARTED, f"Session could not be started: {exc}") from exc
+    return {"result": 1,
+            "media_session_access_url": started.media_session_access_url,
+            "media_session_access_secure_url": started.media_session_access_secure_url,
+            "call_session_history_id": started.call_session_history_id}
+
+
+def _call_item(call: CallRecord) -> dict[str, Any]:
+    return {"call_id": call.call_id, "start_time": format_date(call.start_time),
+            "end_time": format_date(call.end_time), "duration": call.duration,
+            "local_number": call.local_number, "remote_number": call.remote_number,
+            "incoming": call.incoming, "successful": call.successful,
+            "result_code": call.result_code, "finish_reason": call.finish_reason,
+            "direction": call.direction}
+
+
+def _session_item(record: SessionRecord, with_calls: bool) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "call_session_history_id": record.call_session_history_id,
+        "session_id": record.session_id,
+        "account_id": record.account_id,
+        "application_id": record.application_id,
+        "application_name": record.application_name,
+        "rule_id": record.rule_id,
+        "rule_name": record.rule_name,
+        "start_date": format_date(record.start_date),
+        "end_date": format_date(record.end_date),
+        "duration": record.duration,
+        "finish_reason": record.finish_reason,
+        "custom_data": record.custom_data,
+        "initiator_address": record.initiator_address,
+    }
+    if with_calls:
+        item["calls"] = [_call_item(c) for c in record.calls]
+    return item
+
+
+@platform_method("GetCallHistory", "Get session CDRs, optionally with their calls.", [
+    ParamDoc("from_date", "string", "Sessions started at or after this UTC time, "
+             "'YYYY-MM-DD HH:MM:SS' (default: 30 days before to_date)."),
+    ParamDoc("to_date", "string", "Sessions started at or before this UTC time "
+             "(default: now)."),
+    ParamDoc("call_session_history_id", "string", "Session ids, ';'- or ','-separated."),
+    ParamDoc("application_id", "integer", "Only this application's sessions."),
+    ParamDoc("application_name", "string", "Only this application's sessions."),
+    ParamDoc("rule_name", "string", "Only sessions started by a rule of this name."),
+    ParamDoc("with_calls", "boolean", "Include each session's calls."),
+    ParamDoc("desc_order", "boolean", "Newest first."),
+    *PAGING_PARAMS,
+])
+async def get_call_history(ctx: CallContext, params: Params) -> dict[str, Any]:
+    """GetCallHistory -> ``{"result": [CallSessionInfo...], "count", "total_count"}``."""
+    to_date = params.date("to_date") or datetime.now(UTC)
+    from_date = params.date("from_date") or (to_date - DEFAULT_HISTORY_WINDOW)
+    if from_date > to_date:
+        raise invalid_argument("from_date", "is after 'to_date'")
+    app_id = await application_id_of(ctx, params, required=False)
+    with_calls = params.boolean("with_calls")
+    offset, count = params.paging()
+    page = await ctx.store.get_call_history(
+        ctx.account.account_id, from_date=from_date, to_date=to_date,
+        call_session_history_ids=params.int_list("call_session_history_id"),
+        application_id=app_id, rule_name=params.string("rule_name"), with_calls=with_calls,
+        desc_order=params.boolean("desc_order"), offset=offset, count=count)
+    items = [_session_item(r, with_calls) for r in page.items]
+    return {"result": items, "count": len(items), "total_count": page.total_count,
+            "timezone": "Etc/GMT"}
+

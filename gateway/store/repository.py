@@ -1,0 +1,698 @@
+"""The gateway store: accounts, applications, scenarios, rules and call history.
+
+Operations follow Voximplant's HTTP API methods of the same names (AddApplication,
+GetApplications, AddScenario, GetScenarios, SetScenarioInfo, DelScenario, AddRule,
+GetRules, DelRule, GetCallHistory) and implement the runtime's
+:class:`gateway.runtime.records.SessionStore` protocol. Every management operation
+is scoped to one ``account_id``.
+
+SQLAlchemy's synchronous ORM runs on a dedicated worker thread pool (one thread for
+SQLite, which has a single writer anyway; several for PostgreSQL), and every public
+method is a coroutine that never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from sqlalchemy import Engine, Select, delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from gateway.runtime.records import CallRecord, RuleMatch, ScenarioSource, SessionRecord
+from gateway.store.db import create_engine, is_sqlite, run_migrations
+from gateway.store.errors import AlreadyExists, NotFound
+from gateway.store.models import (
+    Account,
+    Application,
+    CallRow,
+    CallSession,
+    Rule,
+    RuleScenario,
+    Scenario,
+    utcnow,
+)
+from gateway.store.records import (
+    AccountInfo,
+    ApplicationInfo,
+    Page,
+    RuleInfo,
+    ScenarioInfo,
+    ScenarioRef,
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Worker threads (and pooled connections) for PostgreSQL.
+DEFAULT_PG_WORKERS = 8
+_HASH_SCHEME = "sha256"
+
+
+def hash_api_key(api_key: str, salt: bytes | None = None) -> str:
+    """Salted HMAC-SHA256 of an API key, as ``sha256$<salt hex>$<digest hex>``.
+
+    API keys are long random tokens, so a fast salted hash suffices (no key stretching).
+    """
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    digest = hmac.new(salt, api_key.encode("utf-8"), hashlib.sha256).hexdigest()
+    return f"{_HASH_SCHEME}${salt.hex()}${digest}"
+
+
+def verify_api_key(api_key: str, stored: str) -> bool:
+    """Whether ``api_key`` matches ``stored`` (constant-time comparison)."""
+    try:
+        scheme, salt_hex, _digest = stored.split("$", 2)
+        salt = bytes.fromhex(salt_hex)
+    except ValueError:
+        return False
+    if scheme != _HASH_SCHEME:
+        return False
+    return hmac.compare_digest(hash_api_key(api_key, salt), stored)
+
+
+def _offloaded(
+    fn: Callable[Concatenate[Store, P], R],
+) -> Callable[Concatenate[Store, P], Awaitable[R]]:
+    """Turn a blocking ``Store`` method into a coroutine run on the store's threads."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: Store, *args: P.args, **kwargs: P.kwargs) -> R:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, self, *args,
+                                                                            **kwargs))
+
+    return wrapper
+
+
+def _page(stmt: Select[Any], offset: int, count: int) -> Select[Any]:
+    return stmt.offset(max(offset, 0)).limit(max(count, 0))
+
+
+def _total(session: Session, stmt: Select[Any]) -> int:
+    return session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+
+
+def _app_info(app: Application) -> ApplicationInfo:
+    return ApplicationInfo(app.id, app.application_name, app.created, app.modified)
+
+
+def _scenario_info(sc: Scenario, with_script: bool) -> ScenarioInfo:
+    return ScenarioInfo(sc.id, sc.scenario_name, sc.created, sc.modified,
+                        sc.scenario_script if with_script else None)
+
+
+def _rule_info(rule: Rule) -> RuleInfo:
+    return RuleInfo(
+        rule_id=rule.id, rule_name=rule.rule_name, rule_pattern=rule.rule_pattern,
+        rule_pattern_exclude=rule.rule_pattern_exclude, application_id=rule.application_id,
+        application_name=rule.application.application_name, position=rule.position,
+        created=rule.created, modified=rule.modified,
+        scenarios=[ScenarioRef(b.scenario.id, b.scenario.scenario_name) for b in rule.bindings],
+    )
+
+
+def _rule_match(account_id: int, rule: Rule) -> RuleMatch:
+    return RuleMatch(
+        account_id=account_id, application_id=rule.application_id,
+        application_name=rule.application.application_name, rule_id=rule.id,
+        rule_name=rule.rule_name,
+        scenarios=[ScenarioSource(b.scenario.id, b.scenario.scenario_name,
+                                  b.scenario.scenario_script) for b in rule.bindings],
+    )
+
+
+def _session_record(row: CallSession, with_calls: bool) -> SessionRecord:
+    record = SessionRecord(
+        session_id=row.session_id, account_id=row.account_id,
+        application_id=row.application_id, application_name=row.application_name,
+        rule_id=row.rule_id, rule_name=row.rule_name, start_date=row.start_date,
+        custom_data=row.custom_data, initiator_address=row.initiator_address,
+        duration=row.duration, finish_reason=row.finish_reason, end_date=row.end_date,
+        call_session_history_id=row.call_session_history_id,
+    )
+    if with_calls:
+        record.calls = [
+            CallRecord(call_id=c.call_id, start_time=c.start_time, incoming=c.incoming,
+                       local_number=c.local_number, remote_number=c.remote_number,
+                       duration=c.duration, successful=c.successful, result_code=c.result_code,
+                       finish_reason=c.finish_reason, end_time=c.end_time,
+                       direction=c.direction)
+            for c in row.calls
+        ]
+    return record
+
+
+def _pattern_matches(pattern: str, exclude: str, number: str) -> bool:
+    try:
+        if re.fullmatch(pattern, number) is None:
+            return False
+        return not (exclude and re.fullmatch(exclude, number) is not None)
+    except re.error:
+        return False
+
+
+_RULE_LOAD = (
+    selectinload(Rule.application),
+    selectinload(Rule.bindings).selectinload(RuleScenario.scenario),
+)
+
+
+class Store:
+    """Persistent state of the gateway; implements ``SessionStore``.
+
+    Create with :func:`open_store`; call :meth:`close` when done.
+
+    Args:
+        engine: a SQLAlchemy engine whose schema is at Alembic head.
+        workers: worker threads running database work.
+    """
+
+    def __init__(self, engine: Engine, *, workers: int = 1):
+        self._engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vgw-db")
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self._engine.dialect.name
+
+    async def close(self) -> None:
+        """Close every pooled connection and stop the worker threads."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._engine.dispose)
+        self._executor.shutdown(wait=True)
+
+    # -- accounts ---------------------------------------------------------------------
+
+    @_offloaded
+    def ensure_account(self, account_id: int, name: str, api_key: str) -> None:
+        """Create account ``account_id`` or update its name and API key (startup bootstrap).
+
+        Args:
+            account_id: the id clients send as ``account_id``.
+            name: display name.
+            api_key: the secret; only a salted hash is stored.
+        """
+        with self._sessions.begin() as s:
+            account = s.get(Account, account_id)
+            if account is None:
+                s.add(Account(id=account_id, name=name, api_key_hash=hash_api_key(api_key)))
+            else:
+                account.name = name
+                if not verify_api_key(api_key, account.api_key_hash):
+                    account.api_key_hash = hash_api_key(api_key)
+
+    @_offloaded
+    def authenticate(self, account_id: int, api_key: str) -> AccountInfo | None:
+        """The account if ``api_key`` is its key, else ``None``."""
+        with self._sessions() as s:
+            account = s.get(Account, account_id)
+            if account is None:
+                verify_api_key(api_key, hash_api_key("", b"\0" * 16))  # same work either way
+                return None
+            if not verify_api_key(api_key, account.api_key_hash):
+                return None
+            return AccountInfo(account.id, account.name)
+
+    @_offloaded
+    def account_exists(self, account_id: int) -> bool:
+        """Whether account ``account_id`` exists."""
+        with self._sessions() as s:
+            return s.get(Account, account_id) is not None
+
+    @_offloaded
+    def ensure_default_inbound(self, account_id: int, scenario_script: str, *,
+                               application_name: str = "default", rule_name: str = "inbound",
+                               scenario_name: str = "inbound_ai",
+                               rule_pattern: str = ".*") -> bool:
+        """First-start convenience: an account with no application gets application
+        ``default`` with rule ``inbound`` (pattern ``.*``) running ``scenario_script``.
+
+        An account that has any application is left alone (the operator's setup wins).
+
+        Returns:
+            Whether the default setup was created now.
+        """
+        with self._sessions.begin() as s:
+            has_app = s.scalar(select(Application.id)
+                               .where(Application.account_id == account_id).limit(1))
+            if has_app is not None:
+                return False
+            app = Application(account_id=account_id, application_name=application_name)
+            sc = s.scalars(select(Scenario).where(Scenario.account_id == account_id,
+                                                  Scenario.scenario_name == scenario_name)
+                           ).first()
+            if sc is None:
+                sc = Scenario(account_id=account_id, scenario_name=scenario_name,
+                              scenario_script=scenario_script)
+                s.add(sc)
+            s.add(app)
+            s.flush()
+            rule = Rule(application_id=app.id, rule_name=rule_name, rule_pattern=rule_pattern,
+                        rule_pattern_exclude="", position=0)
+            s.add(rule)
+            s.flush()
+            s.add(RuleScenario(rule_id=rule.id, scenario_id=sc.id, position=0))
+            return True
+
+    # -- applications -----------------------------------------------------------------
+
+    @staticmethod
+    def _find_app(s: Session, account_id: int, application_id: int | None,
+                  application_name: str | None) -> Application:
+        stmt = select(Application).where(Application.account_id == account_id)
+        if application_id is not None:
+            stmt = stmt.where(Application.id == application_id)
+        if application_name is not None:
+            stmt = stmt.where(Application.application_name == application_name)
+        app = s.scalars(stmt).first()
+        if app is None:
+            raise NotFound("application", application_id if application_id is not None
+                           else application_name)
+        return app
+
+    @_offloaded
+    def add_application(self, account_id: int, application_name: str) -> ApplicationInfo:
+        """AddApplication. Raises :class:`AlreadyExists` if the name is taken."""
+        try:
+            with self._sessions.begin() as s:
+                taken = s.scalar(select(Application.id).where(
+                    Application.account_id == account_id,
+                    Application.application_name == application_name))
+                if taken is not None:
+                    raise AlreadyExists("application", application_name)
+                app = Application(account_id=account_id, application_name=application_name)
+                s.add(app)
+                s.flush()
+                return _app_info(app)
+        except IntegrityError as exc:
+            raise AlreadyExists("application", application_name) from exc
+
+    @_offloaded
+    def get_application(self, account_id: int, *, application_id: int | None = None,
+                        application_name: str | None = None) -> ApplicationInfo:
+        """One application by id or name. Raises :class:`NotFound`."""
+        with self._sessions() as s:
+            return _app_info(self._find_app(s, account_id, application_id, application_name))
+
+    @_offloaded
+    def get_applications(self, account_id: int, *, application_id: int | None = None,
+                         application_name: str | None = None, offset: int = 0,
+                         count: int = 20) -> Page[ApplicationInfo]:
+        """GetApplications: the account's applications by id, optionally filtered."""
+        stmt = select(Application).where(Application.account_id == account_id)
+        if application_id is not None:
+            stmt = stmt.where(Application.id == application_id)
+        if application_name is not None:
+            stmt = stmt.where(Application.application_name == application_name)
+        with self._sessions() as s:
+            total = _total(s, stmt)
+            apps = s.scalars(_page(stmt.order_by(Application.id), offset, count)).all()
+            return Page([_app_info(a) for a in apps], total)
+
+    @_offloaded
+    def del_applications(self, account_id: int, *, application_ids: Sequence[int] = (),
+                         application_names: Sequence[str] = ()) -> int:
+        """DelApplication: delete applications (and their rules). Returns how many."""
+        with self._sessions.begin() as s:
+            apps = [self._find_app(s, account_id, i, None) for i in application_ids]
+            apps += [self._find_app(s, account_id, None, n) for n in application_names]
+            for app in {a.id: a for a in apps}.values():
+                s.delete(app)
+            return len({a.id for a in apps})
+
+    # -- scenarios --------------------------------------------------------------------
+
+    @staticmethod
+    def _find_scenario(s: Session, account_id: int, scenario_id: int | None,
+                       scenario_name: str | None) -> Scenario:
+        stmt = select(Scenario).where(Scenario.account_id == account_id)
+        if scenario_id is not None:
+            stmt = stmt.where(Scenario.id == scenario_id)
+        if scenario_name is not None:
+            stmt = stmt.where(Scenario.scenario_name == scenario_name)
+        sc = s.scalars(stmt).first()
+        if sc is None:
+            raise NotFound("scenario", scenario_id if scenario_id is not None else scenario_name)
+        return sc
+
+    @_offloaded
+    def add_scenario(self, account_id: int, scenario_name: str, scenario_script: str, *,
+                     rewrite: bool = False) -> ScenarioInfo:
+        """AddScenario; with ``rewrite`` an existing scenario of that name gets the new script.
+
+        Raises:
+            AlreadyExists: the name is taken and ``rewrite`` is false.
+        """
+        try:
+            with self._sessions.begin() as s:
+                sc = s.scalars(select(Scenario).where(
+                    Scenario.account_id == account_id,
+                    Scenario.scenario_name == scenario_name)).first()
+                if sc is not None:
+                    if not rewrite:
+                        raise AlreadyExists("scenario", scenario_name)
+                    sc.scenario_script = scenario_script
+                    sc.modified = utcnow()
+                else:
+                    sc = Scenario(account_id=account_id, scenario_name=scenario_name,
+                                  scenario_script=scenario_script)
+                    s.add(sc)
+                s.flush()
+                return _scenario_info(sc, with_script=False)
+        except IntegrityError as exc:
+            raise AlreadyExists("scenario", scenario_name) from exc
+
+    @_offloaded
+    def get_scenarios(self, account_id: int, *, scenario_id: int | None = None,
+                      scenario_name: str | None = None, with_script: bool = False,
+                      offset: int = 0, count: int = 20) -> Page[ScenarioInfo]:
+        """GetScenarios: the account's scenarios by id, optionally filtered."""
+        stmt = select(Scenario).where(Scenario.account_id == account_id)
+        if scenario_id is not None:
+            stmt = stmt.where(Scenario.id == scenario_id)
+        if scenario_name is not None:
+            stmt = stmt.where(Scenario.scenario_name == scenario_name)
+        with self._sessions() as s:
+            total = _total(s, stmt)
+            rows = s.scalars(_page(stmt.order_by(Scenario.id), offset, count)).all()
+            return Page([_scenario_info(r, with_script) for r in rows], total)
+
+    @_offloaded
+    def set_scenario_info(self, account_id: int, *, scenario_id: int | None = None,
+                          scenario_name: str | None = None, new_name: str | None = None,
+                          scenario_script: str | None = None) -> ScenarioInfo:
+        """SetScenarioInfo: rename a scenario and/or replace its script.
+
+        Raises:
+            NotFound: no such scenario.
+            AlreadyExists: ``new_name`` is taken by another scenario.
+        """
+        try:
+            with self._sessions.begin() as s:
+                sc = self._find_scenario(s, account_id, scenario_id, scenario_name)
+                if new_name is not None and new_name != sc.scenario_name:
+                    taken = s.scalar(select(Scenario.id).where(
+                        Scenario.account_id == account_id, Scenario.scenario_name == new_name))
+                    if taken is not None:
+                        raise AlreadyExists("scenario", new_name)
+                    sc.scenario_name = new_name
+                if scenario_script is not None:
+                    sc.scenario_script = scenario_script
+                sc.modified = utcnow()
+                s.flush()
+                return _scenario_info(sc, with_script=False)
+        except IntegrityError as exc:
+            raise AlreadyExists("scenario", new_name or "") from exc
+
+    @_offloaded
+    def del_scenarios(self, account_id: int, *, scenario_ids: Sequence[int] = (),
+                      scenario_names: Sequence[str] = (), delete_all: bool = False) -> int:
+        """DelScenario: delete scenarios (unbinding them from rules). Returns how many.
+
+        Raises:
+            NotFound: one of the ids or names does not exist (nothing is deleted).
+        """
+        with self._sessions.begin() as s:
+            if delete_all:
+                found = list(s.scalars(select(Scenario).where(Scenario.account_id == account_id)))
+            else:
+                found = [self._find_scenario(s, account_id, i, None) for i in scenario_ids]
+                found += [self._find_scenario(s, account_id, None, n) for n in scenario_names]
+            unique = {sc.id: sc for sc in found}
+            for sc in unique.values():
+                s.delete(sc)
+            return len(unique)
+
+    # -- rules ------------------------------------------------------------------------
+
+    @_offloaded
+    def add_rule(self, account_id: int, *, application_id: int, rule_name: str,
+                 rule_pattern: str, rule_pattern_exclude: str = "",
+                 scenario_ids: Sequence[int] = (), scenario_names: Sequence[str] = ()) -> RuleInfo:
+        """AddRule: a rule placed after the application's existing rules.
+
+        Scenarios run in the order given: ``scenario_ids`` first, then ``scenario_names``
+        (duplicates are dropped).
+
+        Raises:
+            NotFound: the application or one of the scenarios does not exist.
+            AlreadyExists: the application already has a rule of that name.
+        """
+        try:
+            with self._sessions.begin() as s:
+                app = self._find_app(s, account_id, application_id, None)
+                taken = s.scalar(select(Rule.id).where(Rule.application_id == app.id,
+                                                       Rule.rule_name == rule_name))
+                if taken is not None:
+                    raise AlreadyExists("rule", rule_name)
+                scenarios = [self._find_scenario(s, account_id, i, None) for i in scenario_ids]
+                scenarios += [self._find_scenario(s, account_id, None, n)
+                              for n in scenario_names]
+                last = s.scalar(select(func.max(Rule.position))
+                                .where(Rule.application_id == app.id))
+                rule = Rule(application_id=app.id, rule_name=rule_name,
+                            rule_pattern=rule_pattern,
+                            rule_pattern_exclude=rule_pattern_exclude or "",
+                            position=(last + 1) if last is not None else 0)
+                s.add(rule)
+                s.flush()
+                for pos, sc_id in enumerate(dict.fromkeys(sc.id for sc in scenarios)):
+                    s.add(RuleScenario(rule_id=rule.id, scenario_id=sc_id, position=pos))
+                s.flush()
+                rule_id = rule.id
+            with self._sessions() as s:
+                loaded = s.scalars(select(Rule).options(*_RULE_LOAD)
+                                   .where(Rule.id == rule_id)).one()
+                return _rule_info(loaded)
+        except IntegrityError as exc:
+            raise AlreadyExists("rule", rule_name) from exc
+
+    @staticmethod
+    def _rules_stmt(account_id: int, application_id: int | None, rule_ids: Iterable[int] | None,
+                    rule_names: Iterable[str] | None) -> Select[tuple[Rule]]:
+        stmt = (select(Rule).join(Application, Rule.application_id == Application.id)
+                .where(Application.account_id == account_id))
+        if application_id is not None:
+            stmt = stmt.where(Rule.application_id == application_id)
+        if rule_ids is not None:
+            stmt = stmt.where(Rule.id.in_(list(rule_ids)))
+        if rule_names is not None:
+            stmt = stmt.where(Rule.rule_name.in_(list(rule_names)))
+        return stmt
+
+    @_offloaded
+    def get_rules(self, account_id: int, *, application_id: int | None = None,
+                  rule_id: int | None = None, rule_name: str | None = None, offset: int = 0,
+                  count: int = 20) -> Page[RuleInfo]:
+        """GetRules: rules in (application, position) order, with their bound scenarios."""
+        stmt = self._rules_stmt(account_id, application_id,
+                                None if rule_id is None else [rule_id],
+                                None if rule_name is None else [rule_name])
+        with self._sessions() as s:
+            total = _total(s, stmt)
+            rows = s.scalars(_page(stmt.options(*_RULE_LOAD)
+                                   .order_by(Rule.application_id, Rule.position, Rule.id),
+                                   offset, count)).all()
+            return Page([_rule_info(r) for r in rows], total)
+
+    @_offloaded
+    def del_rules(self, account_id: int, *, application_id: int | None = None,
+                  rule_ids: Sequence[int] = (), rule_names: Sequence[str] = (),
+                  delete_all: bool = False) -> int:
+        """DelRule: delete rules by id, or by name inside ``application_id``.
+
+        Raises:
+            NotFound: one of the rules does not exist (nothing is deleted).
+        """
+        with self._sessions.begin() as s:
+            if delete_all:
+                found = list(s.scalars(self._rules_stmt(account_id, application_id, None, None)))
+            else:
+                found = []
+                for rid in rule_ids:
+                    rule = s.scalars(self._rules_stmt(account_id, application_id, [rid],
+                                                      None)).first()
+                    if rule is None:
+                        raise NotFound("rule", rid)
+                    found.append(rule)
+                for name in rule_names:
+                    matches = list(s.scalars(self._rules_stmt(account_id, application_id, None,
+                                                              [name])))
+                    if not matches:
+                        raise NotFound("rule", name)
+                    found.extend(matches)
+            unique = {r.id: r for r in found}
+            for rule in unique.values():
+                s.delete(rule)
+            return len(unique)
+
+    @_offloaded
+    def resolve_rule(self, account_id: int, *, rule_id: int | None = None,
+                     rule_name: str | None = None,
+                     application_id: int | None = None) -> RuleMatch:
+        """The rule (by id, or by name inside ``application_id``) with its scenarios in order.
+
+        Raises:
+            NotFound: no such rule in the account (``kind == "rule"``).
+        """
+        stmt = self._rules_stmt(account_id, application_id,
+                                None if rule_id is None else [rule_id],
+                                None if rule_name is None else [rule_name])
+        with self._sessions() as s:
+            rule = s.scalars(stmt.options(*_RULE_LOAD)
+                             .order_by(Rule.application_id, Rule.position)).first()
+            if rule is None:
+                raise NotFound("rule", rule_id if rule_id is not None else rule_name)
+            return _rule_match(account_id, rule)
+
+    # -- SessionStore (runtime) -------------------------------------------------------
+
+    @_offloaded
+    def match_inbound_rule(self, number: str) -> RuleMatch | None:
+        """First rule, over all accounts, in (application id, rule position) order, whose
+        ``rule_pattern`` fully matches ``number`` and whose ``rule_pattern_exclude`` does not.
+        """
+        stmt = (select(Rule, Application.account_id)
+                .join(Application, Rule.application_id == Application.id)
+                .options(*_RULE_LOAD)
+                .order_by(Rule.application_id, Rule.position, Rule.id))
+        with self._sessions() as s:
+            for rule, account_id in s.execute(stmt):
+                if _pattern_matches(rule.rule_pattern, rule.rule_pattern_exclude, number):
+                    return _rule_match(account_id, rule)
+        return None
+
+    @_offloaded
+    def session_started(self, record: SessionRecord) -> int:
+        """Persist a new session; returns its ``call_session_history_id``."""
+        with self._sessions.begin() as s:
+            row = CallSession(
+                session_id=record.session_id, account_id=record.account_id,
+                application_id=record.application_id, application_name=record.application_name,
+                rule_id=record.rule_id, rule_name=record.rule_name,
+                start_date=record.start_date, end_date=record.end_date,
+                duration=record.duration, finish_reason=record.finish_reason,
+                custom_data=record.custom_data, initiator_address=record.initiator_address,
+            )
+            s.add(row)
+            s.flush()
+            self._replace_calls(s, row.call_session_history_id, record.calls)
+            record.call_session_history_id = row.call_session_history_id
+            return row.call_session_history_id
+
+    @_offloaded
+    def session_finished(self, record: SessionRecord) -> None:
+        """Persist the final CDR of a session: end, duration, finish reason and its calls.
+
+        The row is found by ``call_session_history_id`` (or ``session_id``); a session
+        never reported as started is inserted whole.
+        """
+        with self._sessions.begin() as s:
+            row: CallSession | None = None
+            if record.call_session_history_id is not None:
+                row = s.get(CallSession, record.call_session_history_id)
+            if row is None:
+                row = s.scalars(select(CallSession)
+                                .where(CallSession.session_id == record.session_id)).first()
+            if row is None:
+                row = CallSession(
+                    session_id=record.session_id, account_id=record.account_id,
+                    application_id=record.application_id,
+                    application_name=record.application_name, rule_id=record.rule_id,
+                    rule_name=record.rule_name, start_date=record.start_date)
+                s.add(row)
+            row.end_date = record.end_date or utcnow()
+            row.duration = record.duration
+            row.finish_reason = record.finish_reason
+            row.initiator_address = record.initiator_address
+            if record.custom_data is not None:
+                row.custom_data = record.custom_data
+            s.flush()
+            self._replace_calls(s, row.call_session_history_id, record.calls)
+            record.call_session_history_id = row.call_session_history_id
+
+    @staticmethod
+    def _replace_calls(s: Session, history_id: int, calls: Sequence[CallRecord]) -> None:
+        s.execute(delete(CallRow).where(CallRow.call_session_history_id == history_id))
+        for c in {c.call_id: c for c in calls}.values():
+            s.add(CallRow(
+                call_session_history_id=history_id, call_id=c.call_id, start_time=c.start_time,
+                end_time=c.end_time, duration=c.duration, incoming=c.incoming,
+                local_number=c.local_number, remote_number=c.remote_number,
+                successful=c.successful, result_code=c.result_code,
+                finish_reason=c.finish_reason, direction=c.direction))
+
+    # -- history ----------------------------------------------------------------------
+
+    @_offloaded
+    def get_call_history(self, account_id: int, *, from_date: datetime, to_date: datetime,
+                         call_session_history_ids: Sequence[int] | None = None,
+                         application_id: int | None = None, rule_name: str | None = None,
+                         with_calls: bool = False, desc_order: bool = False,
+                         offset: int = 0, count: int = 20) -> Page[SessionRecord]:
+        """GetCallHistory: the account's sessions that started in [from_date, to_date].
+
+        Args:
+            from_date: inclusive lower bound of ``start_date`` (UTC).
+            to_date: inclusive upper bound of ``start_date`` (UTC).
+            call_session_history_ids: only these sessions.
+            application_id: only sessions of this application.
+            rule_name: only sessions started by a rule of this name.
+            with_calls: fill each record's ``calls``.
+            desc_order: newest first (default oldest first).
+            offset: rows to skip.
+            count: rows to return at most.
+        """
+        stmt = select(CallSession).where(CallSession.account_id == account_id,
+                                         CallSession.start_date >= from_date,
+                                         CallSession.start_date <= to_date)
+        if call_session_history_ids:
+            stmt = stmt.where(CallSession.call_session_history_id.in_(
+                list(call_session_history_ids)))
+        if application_id is not None:
+            stmt = stmt.where(CallSession.application_id == application_id)
+        if rule_name is not None:
+            stmt = stmt.where(CallSession.rule_name == rule_name)
+        key = CallSession.call_session_history_id
+        order = (CallSession.start_date.desc(), key.desc()) if desc_order else (
+            CallSession.start_date, key)
+        with self._sessions() as s:
+            total = _total(s, stmt)
+            page = _page(stmt.order_by(*order), offset, count)
+            if with_calls:
+                page = page.options(selectinload(CallSession.calls))
+            rows = s.scalars(page).all()
+            return Page([_session_record(r, with_calls) for r in rows], total)
+
+
+async def open_store(database_url: str, *, workers: int | None = None) -> Store:
+    """Open the database at ``database_url``, migrate it to head and return the store.
+
+    Args:
+        database_url: ``sqlite:///path.db`` or ``postgresql://user@host:port/db`` (plain
+            URLs; the driver is chosen here).
+        workers: database worker threads; default 1 for SQLite, 8 for PostgreSQL.
+    """
+    if workers is None:
+        workers = 1 if is_sqlite(database_url) else DEFAULT_PG_WORKERS
+    engine = create_engine(database_url, pool_size=workers)
+    store = Store(engine, workers=workers)
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(store._executor, run_migrations, engine)
+    except BaseException:
+        await store.close()
+        raise
+    return store
