@@ -11,13 +11,16 @@ many zero samples, so from then on the output length tracks the input exactly
 (``out_samples ~= in_samples * dst_rate / src_rate``, +-1 sample for non-integer ratios):
 50 frames of 20 ms at 8 kHz give 1 s at 24 kHz, and 20 ms in gives 20 ms out, which
 keeps frame-oriented sinks on a steady cadence. There is no drift over time.
+
+PyAV and numpy are imported on first use, so importing the media package stays cheap.
 """
 
 from __future__ import annotations
 
-import av
-import numpy as np
-from av.audio.frame import AudioFrame as AvAudioFrame
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from av.audio.frame import AudioFrame as AvAudioFrame
 
 __all__ = ["Resampler"]
 
@@ -45,7 +48,7 @@ class Resampler:
             raise ValueError(f"sample rates must be positive, got {src_rate} -> {dst_rate}")
         self.src_rate = src_rate
         self.dst_rate = dst_rate
-        self._av: av.AudioResampler | None = None
+        self._av: Any = None  # av.AudioResampler, created on first use
         self._carry = b""
         self._in_samples = 0
         self._out_samples = 0
@@ -89,8 +92,13 @@ class Resampler:
         if self.src_rate == self.dst_rate:
             self._out_samples += n
             return pcm16
+        import numpy as np
+        from av.audio.frame import AudioFrame as AvAudioFrame
+
         if self._av is None:
-            self._av = av.AudioResampler(format="s16", layout="mono", rate=self.dst_rate)
+            from av import AudioResampler
+
+            self._av = AudioResampler(format="s16", layout="mono", rate=self.dst_rate)
         frame = AvAudioFrame.from_ndarray(
             np.frombuffer(pcm16, dtype=np.int16).reshape(1, n), format="s16", layout="mono"
         )

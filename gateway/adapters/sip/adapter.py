@@ -41,7 +41,7 @@ from gateway.adapters.sip.transaction import (
     client_key,
     server_key,
 )
-from gateway.adapters.sip.transport import Source, SipTransport
+from gateway.adapters.sip.transport import SipTransport, Source
 from gateway.errors import SipError, SipParseError
 from gateway.runtime.leg import DigestCredentials
 
@@ -408,7 +408,8 @@ class SipAdapter:
         if accepted:
             return
         if not tx.final_sent:
-            code, reason = (404, "Not Found") if accepted is False else (500, "Server Internal Error")
+            code, reason = ((404, "Not Found") if accepted is False
+                            else (500, "Server Internal Error"))
             tx.respond(make_response(invite, code, reason, to_tag=leg.local_tag))
         leg._terminal_fired = True  # the runtime refused it: no events
         leg._finish()

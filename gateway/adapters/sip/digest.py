@@ -12,8 +12,8 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from gateway.errors import SipParseError
 from gateway.adapters.sip.message import split_commas
+from gateway.errors import SipParseError
 
 _HASHES = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
 

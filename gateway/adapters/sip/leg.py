@@ -125,7 +125,8 @@ class SipLeg(LegCore):
                 return
             self._send(data)
             nxt = min(2 * interval, cfg.t2)
-            self._pending_2xx[cseq] = (data, self._adapter.timers.call_later(nxt, lambda: fire(nxt)))
+            handle = self._adapter.timers.call_later(nxt, lambda: fire(nxt))
+            self._pending_2xx[cseq] = (data, handle)
 
         self._pending_2xx[cseq] = (data, self._adapter.timers.call_later(cfg.t1,
                                                                         lambda: fire(cfg.t1)))

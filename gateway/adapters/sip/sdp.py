@@ -1,4 +1,4 @@
-"""SDP for audio calls: parse, build offers, negotiate answers (RFC 4566, RFC 3264, RFC 3551, RFC 4733).
+"""SDP for audio calls: parse, offer, answer (RFC 4566, RFC 3264, RFC 3551, RFC 4733).
 
 The gateway speaks G.711 only: PCMU (static PT 0) and PCMA (static PT 8), 8000 Hz,
 20 ms packets, plus ``telephone-event/8000`` (dynamic PT, 101 by default,
