@@ -99,7 +99,7 @@ class Gateway:
             await self.store.ensure_account(account_id, s.account_name, self.api_key)
         self.account_id = account_id
         inbound = SCENARIOS_DIR / "inbound_ai.py"
-        if inbound.exists():
+        if s.bootstrap_inbound and inbound.exists():
             await self.store.ensure_default_inbound(account_id, inbound.read_text())
 
     def banner(self) -> list[str]:

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     #: Maximum size of StartScenarios' script_custom_data, in bytes (Voximplant documents 200).
     custom_data_max_bytes: int = 4096
     log_level: str = "INFO"
+    #: On an account with no application, create "default" / rule "inbound" (".*")
+    #: running scenarios/inbound_ai.py, so a fresh install answers calls at once.
+    bootstrap_inbound: bool = True
 
     def sip_advertised_host(self) -> str:
         """Host to put in SIP and SDP headers."""
