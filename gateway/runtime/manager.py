@@ -8,6 +8,7 @@ adapters' incoming-call callback. It knows adapters only through the
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 import hmac
 import logging
 from typing import Any, Protocol
@@ -62,6 +63,8 @@ class Runtime:
         self._trunk_auth = trunk_auth
         self.tls = tls
         self.sessions: dict[str, Session] = {}
+        #: The most recently ended sessions (newest last), for logs and inspection.
+        self.recent: deque[Session] = deque(maxlen=100)
 
     # -- session lifecycle ----------------------------------------------------
     async def _new_session(self, match: RuleMatch, custom_data: str | None,
@@ -78,6 +81,7 @@ class Runtime:
     async def session_ended(self, session: Session) -> None:
         """Called by a session once it has ended: write its CDR and forget it."""
         self.sessions.pop(session.id, None)
+        self.recent.append(session)
         try:
             await self.store.session_finished(session.record)
         except Exception:
@@ -109,6 +113,13 @@ class Runtime:
             return True
         session.start(call)
         return True
+
+    def find_session(self, session_id: str) -> Session | None:
+        """A running or recently ended session by id."""
+        found = self.sessions.get(session_id)
+        if found is None:
+            found = next((s for s in self.recent if s.id == session_id), None)
+        return found
 
     async def access_request(self, session_id: str, secret: str, method: str, path: str,
                              content: bytes, headers: dict[str, str]) -> AccessResponse:

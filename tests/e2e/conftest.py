@@ -79,8 +79,10 @@ def make_settings(tmp: Path, **over: Any) -> Settings:
 
 
 @pytest.fixture
-async def fake_ai(monkeypatch) -> AsyncIterator[FakeRealtimeServer]:
-    async with FakeRealtimeServer(mode="echo") as fake:
+async def fake_ai(monkeypatch, request) -> AsyncIterator[FakeRealtimeServer]:
+    """The fake AI; ``@pytest.mark.fake_mode("script")`` picks scripted turns over echo."""
+    marker = request.node.get_closest_marker("fake_mode")
+    async with FakeRealtimeServer(mode=marker.args[0] if marker else "echo") as fake:
         monkeypatch.setenv("OPENAI_API_KEY", "sk-test-e2e")
         monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
         yield fake
