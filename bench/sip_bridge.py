@@ -386,6 +386,8 @@ class Result:
     rtt_p99: float = float("nan")
     rtt_n: int = 0
     rtt_split: str = ""
+    ramp: str = ""
+    slip_ms: float = 0.0
     window_s: float = 0.0
     notes: list[str] = field(default_factory=list)
     ok: bool = False
@@ -428,6 +430,9 @@ def analyse(res: Result, pcap: Path, lo: int, hi: int, t0: float, t1: float,
     rtt_in: list[float] = []
     rtt_out: list[float] = []
     jitter: list[float] = []
+    ramp_jitter: list[float] = []
+    ramp_missed = 0
+    slips: list[float] = []
     sipp_jitter: list[float] = []
     rtts: list[float] = []
     sent_ok = 0
@@ -453,6 +458,12 @@ def analyse(res: Result, pcap: Path, lo: int, hi: int, t0: float, t1: float,
         in_st.dups += s.dups
         in_st.reorders += s.reorders
         jitter += [abs((b.t - a.t) * 1000.0 - 20.0) for a, b in zip(ow, ow[1:])]
+        before = [p for p in out.get(port, []) if p.t < t0]  # call set-up (ramp) + settle
+        ramp_jitter += [abs((b.t - a.t) * 1000.0 - 20.0) for a, b in zip(before, before[1:])]
+        ramp_missed += seq_stats(before).missed_ticks
+        if len(ow) > 1:  # wall time elapsed minus media time sent: skipped clock ticks
+            media = ((ow[-1].ts - ow[0].ts) & 0xFFFFFFFF) / 8000.0
+            slips.append(((ow[-1].t - ow[0].t) - media) * 1000.0)
         sipp_jitter += [abs((b.t - a.t) * 1000.0 - 20.0) for a, b in zip(iw, iw[1:])]
         if any(p.payload != silence for p in ow):
             streams_audio += 1
@@ -494,16 +505,22 @@ def analyse(res: Result, pcap: Path, lo: int, hi: int, t0: float, t1: float,
     res.jit_p50, res.jit_p99 = pct(jitter, 50), pct(jitter, 99)
     res.jit_max = max(jitter) if jitter else float("nan")
     res.sipp_jit_p99 = pct(sipp_jitter, 99)
+    if ramp_jitter:
+        res.ramp = (f"before the window (calls being set up at -r, then settle): send jitter "
+                    f"p99 {pct(ramp_jitter, 99):.2f} ms, max {max(ramp_jitter):.1f} ms, "
+                    f"{ramp_missed} missed ticks")
     res.rtt_p50, res.rtt_p99, res.rtt_n = pct(rtts, 50), pct(rtts, 99), len(rtts)
     if rtt_in:
         res.rtt_split = (f"RTT split over {len(paired)} calls paired with their AI socket: "
                          f"sipp -> gateway -> fake AI echo p50/p99 {pct(rtt_in, 50):.1f}/"
                          f"{pct(rtt_in, 99):.1f} ms; fake AI echo -> gateway -> sipp p50/p99 "
                          f"{pct(rtt_out, 50):.1f}/{pct(rtt_out, 99):.1f} ms")
+    res.slip_ms = max(slips) if slips else 0.0
     res.lost_out = out_st.gaps + out_st.missed_ticks
     res.lost_out_detail = (f"gw->sipp: {out_st.packets} pkts, {out_st.gaps} seq gaps, "
                            f"{out_st.missed_ticks} missed ticks (ts jump), {out_st.dups} dups, "
-                           f"{out_st.reorders} reorders")
+                           f"{out_st.reorders} reorders, clock slip max {res.slip_ms:.0f} ms "
+                           "(wall time - RTP time; skipped media-clock ticks)")
     res.lost_in = not_echoed
     res.lost_in_detail = (f"sipp->gw: {in_st.packets} pkts, {in_st.gaps} seq gaps (sipp side), "
                           f"{sent_ok + not_echoed} checked frames, {not_echoed} never echoed back")
@@ -731,6 +748,8 @@ def details(r: Result) -> list[str]:
            f"    {r.lost_out_detail}", f"    {r.lost_in_detail}"]
     if r.rtt_split:
         out.append(f"    {r.rtt_split}")
+    if r.ramp:
+        out.append(f"    {r.ramp}")
     out += [f"    note: {n}" for n in r.notes]
     return out
 

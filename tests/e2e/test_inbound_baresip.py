@@ -6,21 +6,13 @@ must hear it echoed back (cross-correlation >= 0.9 after G.711)."""
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 
 from tests.audio import best_alignment, pcm, read_wav, speech, write_wav
 from tests.e2e.baresip import Baresip
 from tests.e2e.conftest import shipped
+from tests.e2e.helpers import wait_until
 
-
-async def wait_until(cond, timeout: float, what: str) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if cond():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def test_baresip_call_bridged_to_openai_echo(e2e, tmp_path):

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
@@ -11,15 +10,8 @@ import pytest
 from gateway.media.g711 import pcm16_to_ulaw
 from tests.audio import best_alignment, pcm, speech
 from tests.e2e.conftest import shipped
+from tests.e2e.helpers import session_id_of, wait_until
 from tests.integration.sip_harness import SCENARIOS, sipp, wait_sipp_listening
-
-
-async def wait_until(cond, timeout: float, what: str) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if cond():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def history(e2e, hid: int) -> dict:
@@ -108,7 +100,7 @@ async def test_call_pstn_through_trunk_with_digest_401(e2e, tmp_path):
         data = {"destination": "+15551234567", "callerId": "+15550001111"}
         started = await e2e.ok("StartScenarios", rule_id=rule_id,
                                script_custom_data=json.dumps(data))
-        sid = started["media_session_access_url"].split("/sessions/")[1].split("/")[0]
+        sid = session_id_of(started["media_session_access_url"])
         assert await trunk.wait(20) == 0, trunk.logs()  # 401 ACKed, auth verified, BYE
     session = e2e.gw.runtime.find_session(sid)
     await session.wait_ended(10)
