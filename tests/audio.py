@@ -83,3 +83,19 @@ def overlap_correlation(reference: np.ndarray, signal: np.ndarray, lag: int) -> 
 def xcorr(reference: np.ndarray, signal: np.ndarray) -> float:
     """Best normalised correlation of ``reference`` found anywhere in ``signal``."""
     return best_alignment(reference, signal)[1]
+
+
+def segment_match(reference: np.ndarray, signal: np.ndarray, seg: int = 4000,
+                  threshold: float = 0.9) -> float:
+    """Fraction of the reference's voiced segments found in ``signal`` with correlation
+    >= ``threshold`` (each ``seg`` samples, located independently).
+
+    Robust to the small time shifts a jitter buffer makes when it conceals an
+    underrun, which a single whole-signal alignment would punish.
+    """
+    voiced = [reference[i:i + seg] for i in range(0, len(reference) - seg + 1, seg)
+              if np.abs(reference[i:i + seg]).max() > 1000]
+    if not voiced:
+        raise ValueError("reference has no voiced segment")
+    hits = sum(best_alignment(v, signal)[1] >= threshold for v in voiced)
+    return hits / len(voiced)
