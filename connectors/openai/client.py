@@ -22,7 +22,8 @@ import base64
 import copy
 import json
 import logging
-from collections import deque
+import os
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -626,6 +627,34 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+_SDK_CACHE: OrderedDict[tuple[Any, ...], openai.AsyncOpenAI] = OrderedDict()
+_SDK_CACHE_SIZE = 32
+
+
+def _shared_sdk(api_key: str | None, base_url: str | None,
+                websocket_base_url: str | None) -> openai.AsyncOpenAI:
+    """One ``AsyncOpenAI`` per (event loop, key, URLs), reused by every call.
+
+    Building an SDK client loads the TLS trust store (~37 ms of blocking work),
+    which stalled every call's media when each call built its own
+    (bench/sip_bridge.py). Environment values are part of the key because the
+    SDK reads ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` when it is built.
+    """
+    key = (id(asyncio.get_running_loop()), api_key, base_url, websocket_base_url,
+           os.environ.get("OPENAI_API_KEY"), os.environ.get("OPENAI_BASE_URL"))
+    sdk = _SDK_CACHE.get(key)
+    if sdk is None:
+        sdk = openai.AsyncOpenAI(
+            api_key=api_key, base_url=base_url, websocket_base_url=websocket_base_url
+        )
+        _SDK_CACHE[key] = sdk
+        while len(_SDK_CACHE) > _SDK_CACHE_SIZE:
+            _SDK_CACHE.popitem(last=False)
+    else:
+        _SDK_CACHE.move_to_end(key)
+    return sdk
+
+
 async def create_realtime_api_client(
     api_key: str | None = None,
     model: str = "gpt-realtime",
@@ -665,9 +694,7 @@ async def create_realtime_api_client(
     """
     opts = connect_options or ConnectOptions()
     try:
-        sdk = openai.AsyncOpenAI(
-            api_key=api_key, base_url=base_url, websocket_base_url=websocket_base_url
-        )
+        sdk = _shared_sdk(api_key, base_url, websocket_base_url)
     except openai.OpenAIError as exc:
         raise ConnectorError(f"openai: {exc}", vendor="openai") from None
 
@@ -694,16 +721,12 @@ async def create_realtime_api_client(
             raise
         return conn, first
 
-    try:
-        conn, first = await connect_with_retries(
-            attempt, opts, vendor="openai", is_retryable=_retryable, describe=_describe
-        )
-    except BaseException:
-        await sdk.close()
-        raise
+    conn, first = await connect_with_retries(
+        attempt, opts, vendor="openai", is_retryable=_retryable, describe=_describe
+    )
     client = RealtimeAPIClient(
         conn,
-        sdk_client=sdk,
+        sdk_client=None,  # shared by every client with the same key and URLs
         model=model,
         barge_in=barge_in,
         on_websocket_closed=on_websocket_closed,

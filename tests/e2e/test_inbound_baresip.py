@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tests.audio import best_alignment, pcm, read_wav, speech, write_wav
+from tests.audio import best_alignment, pcm, read_wav, segment_match, speech, write_wav
 from tests.e2e.baresip import Baresip
 from tests.e2e.conftest import shipped
 from tests.e2e.helpers import wait_until
@@ -35,18 +35,17 @@ async def test_baresip_call_bridged_to_openai_echo(e2e, tmp_path):
     assert fmt in ("audio/pcmu", "audio/pcma"), f"G.711 passthrough expected, got {fmt}"
     got = pcm(bytes(e2e.fake.received_audio), fmt.split("/")[1])
     lag, r = best_alignment(ref, got)
-    # audio sent before the AI websocket is up (the first 20-150 ms) cannot reach it
-    assert -2400 <= lag and lag + len(ref) <= len(got) + 800, (lag, len(ref), len(got))
-    assert r >= 0.9, f"AI received audio correlates {r:.3f} with the recording"
+    found = segment_match(ref, got)
+    print(f"AI got r={r:.3f} lag={lag} segments={found:.0%}")
+    # every 0.5 s of the recording arrived (cross-correlation >= 0.9 after G.711)
+    assert found >= 0.9, f"only {found:.0%} of the recording reached the AI (r={r:.3f})"
 
     (dec,) = bs.dumps("dec")
     heard, rate = read_wav(dec)
     assert rate == 8000
-    lag2, r2 = best_alignment(ref, heard)
-    overlap = min(len(ref), len(heard) - max(lag2, 0)) / len(ref)
-    print(f"AI got r={r:.3f} lag={lag}; caller heard r={r2:.3f} lag={lag2} overlap={overlap:.2f}")
-    assert r2 >= 0.9, f"caller heard the echo with correlation {r2:.3f} (lag {lag2})"
-    assert overlap > 0.5, f"only {overlap:.0%} of the echo reached the caller"
+    heard_found = segment_match(ref, heard)
+    # the caller hangs up at the end of its file, so the echo's tail is cut off
+    assert heard_found >= 0.75, f"the caller heard only {heard_found:.0%} of the echo"
     assert np.abs(heard).max() > 1000
 
     hist = await e2e.ok("GetCallHistory", with_calls="true")
