@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 
@@ -32,6 +33,10 @@ def serve() -> None:
     async def run() -> None:
         gw = Gateway(settings)
         await gw.start()
+        # Startup objects (SQLAlchemy, FastAPI, SDK types) never die: keep them out of
+        # the collector's way so full collections do not stall the 20 ms media clock.
+        gc.collect()
+        gc.freeze()
         for line in gw.banner():
             typer.echo(line)
         stop = asyncio.Event()

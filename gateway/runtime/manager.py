@@ -8,9 +8,9 @@ adapters' incoming-call callback. It knows adapters only through the
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 import hmac
 import logging
+from collections import deque
 from typing import Any, Protocol
 
 from gateway.errors import GatewayError, ScenarioError

@@ -68,7 +68,7 @@ class RuleInfo:
 
 
 @dataclass(slots=True)
-class Page(Generic[T]):  # noqa: UP046 (PEP 695 needs Python 3.12)
+class Page(Generic[T]):
     """One page of a list query: ``items`` plus the count before paging."""
 
     items: list[T]

@@ -14,7 +14,6 @@ from tests.e2e.conftest import shipped
 from tests.e2e.helpers import wait_until
 
 
-
 async def test_baresip_call_bridged_to_openai_echo(e2e, tmp_path):
     await e2e.rule_with("agent", shipped("inbound_ai.py"), name="inbound")
     source = speech("hello-world", "agent-pass")  # 4.7 s of human speech

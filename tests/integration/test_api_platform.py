@@ -307,7 +307,7 @@ async def test_unexpected_failure_is_a_json_error_without_secrets(env: ApiEnv, c
     rule_id = await _setup_rule(env)
     env.runner.fail_with = None
 
-    async def broken(match, custom_data):  # noqa: ANN001, ARG001
+    async def broken(match, custom_data):
         raise RuntimeError("boom")
 
     env.runner.start_scenarios = broken  # type: ignore[method-assign]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from gateway.adapters.sip import sdp
 from gateway.adapters.sip.dialog import Dialog, new_call_id
 from gateway.adapters.sip.digest import authorization, parse_challenge
+from gateway.adapters.sip.legcore import DTMF_INFO_TYPE, REASONS, LegCore, LegState
 from gateway.adapters.sip.message import (
     NameAddr,
     SipRequest,
@@ -25,7 +26,6 @@ from gateway.adapters.sip.message import (
     make_response,
     parse_uri,
 )
-from gateway.adapters.sip.legcore import DTMF_INFO_TYPE, REASONS, LegCore, LegState
 from gateway.adapters.sip.transaction import (
     ServerInviteTransaction,
     ServerTransaction,
