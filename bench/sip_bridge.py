@@ -24,6 +24,7 @@ import argparse
 import bisect
 import contextlib
 import glob
+import itertools
 import os
 import re
 import shutil
@@ -335,7 +336,7 @@ def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     s = sorted(values)
-    k = min(len(s) - 1, max(0, int(round(q / 100.0 * (len(s) - 1)))))
+    k = min(len(s) - 1, max(0, round(q / 100.0 * (len(s) - 1))))
     return s[k]
 
 
@@ -350,7 +351,7 @@ class SeqStats:
 
 def seq_stats(pkts: list[Pkt]) -> SeqStats:
     st = SeqStats(packets=len(pkts))
-    for a, b in zip(pkts, pkts[1:]):
+    for a, b in itertools.pairwise(pkts):
         d = (b.seq - a.seq) & 0xFFFF
         if d == 0:
             st.dups += 1
@@ -404,7 +405,7 @@ def ai_pairing(cap: Capture, unique_frames: set[bytes]) -> dict[int, dict[bytes,
     conns = sorted(cap.ai_syn, key=cap.ai_syn.__getitem__)
     ports = sorted((p for p in cap.inn if cap.inn[p]), key=lambda p: cap.inn[p][0].t)
     paired: dict[int, dict[bytes, list[float]]] = {}
-    for port, conn in zip(ports, conns):
+    for port, conn in zip(ports, conns, strict=False):
         echoes: dict[bytes, list[float]] = defaultdict(list)
         for t, chunk in cap.ai_out.get(conn, []):
             for i in range(0, len(chunk) - FRAME + 1, FRAME):
@@ -457,14 +458,14 @@ def analyse(res: Result, pcap: Path, lo: int, hi: int, t0: float, t1: float,
         in_st.gaps += s.gaps
         in_st.dups += s.dups
         in_st.reorders += s.reorders
-        jitter += [abs((b.t - a.t) * 1000.0 - 20.0) for a, b in zip(ow, ow[1:])]
+        jitter += [abs((b.t - a.t) * 1000.0 - 20.0) for a, b in itertools.pairwise(ow)]
         before = [p for p in out.get(port, []) if p.t < t0]  # call set-up (ramp) + settle
-        ramp_jitter += [abs((b.t - a.t) * 1000.0 - 20.0) for a, b in zip(before, before[1:])]
+        ramp_jitter += [abs((b.t - a.t) * 1000.0 - 20.0) for a, b in itertools.pairwise(before)]
         ramp_missed += seq_stats(before).missed_ticks
         if len(ow) > 1:  # wall time elapsed minus media time sent: skipped clock ticks
             media = ((ow[-1].ts - ow[0].ts) & 0xFFFFFFFF) / 8000.0
             slips.append(((ow[-1].t - ow[0].t) - media) * 1000.0)
-        sipp_jitter += [abs((b.t - a.t) * 1000.0 - 20.0) for a, b in zip(iw, iw[1:])]
+        sipp_jitter += [abs((b.t - a.t) * 1000.0 - 20.0) for a, b in itertools.pairwise(iw)]
         if any(p.payload != silence for p in ow):
             streams_audio += 1
         # Round trip: sipp frame -> gateway -> fake AI (echo) -> gateway -> sipp, matched
@@ -531,7 +532,8 @@ def analyse(res: Result, pcap: Path, lo: int, hi: int, t0: float, t1: float,
 # ----------------------------------------------------------------------------------------
 def prepare_audio(tmp: Path, wav: str) -> tuple[Path, set[bytes], bytes]:
     raw = tmp / "speech.ul"
-    subprocess.run(["sox", "-D", wav, "-t", "raw", "-r", "8000", "-c", "1", "-e", "mu-law", "-b", "8",
+    subprocess.run(["sox", "-D", wav, "-t", "raw", "-r", "8000", "-c", "1", "-e", "mu-law",
+                    "-b", "8",
                     str(raw)], check=True, capture_output=True, timeout=60)
     data = raw.read_bytes()
     data += b"\xff" * (-len(data) % FRAME)  # whole 20 ms frames, so loops stay aligned
@@ -661,7 +663,8 @@ def run_point(n: int, args, base: Path, audio: Path, unique: set[bytes], silence
     res.up = ups()
     if not all_up:
         res.notes.append(f"only {res.up}/{n} calls answered within the wait "
-                         f"(sipp {'exited rc=' + str(sipp.poll()) if sipp.poll() is not None else 'running'})")
+                         "(sipp " + (f"exited rc={sipp.poll()}" if sipp.poll() is not None
+                                     else "running") + ")")
     # settle: AI connections, jitter buffers, first echoes
     time.sleep(args.settle)
     if sipp.poll() is not None:

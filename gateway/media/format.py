@@ -50,7 +50,7 @@ class AudioFormat:
         return self.sample_rate * ms // 1000
 
     def frame_bytes(self, ms: int = FRAME_MS) -> int:
-        """Bytes in ``ms`` milliseconds of audio (160 for 20 ms PCMU, 960 for 20 ms PCM16 24 kHz)."""
+        """Bytes in ``ms`` milliseconds (160 for 20 ms PCMU, 960 for 20 ms PCM16 at 24 kHz)."""
         return self.frame_samples(ms) * self.bytes_per_sample
 
     def duration_ms(self, nbytes: int) -> float:

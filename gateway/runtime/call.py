@@ -167,7 +167,8 @@ class Call(MediaUnit, EventTarget):
             self.input_format = self.output_format = fmt
             self._formats_changed()
 
-    def leg_progress(self, code: int, reason: str, headers: dict[str, str], early_media: bool) -> None:
+    def leg_progress(self, code: int, reason: str, headers: dict[str, str],
+                     early_media: bool) -> None:
         self._update_format()
         self._ev(CallEvents.Ringing, code=code, reason=reason, headers=headers,
                  early_media=early_media)
@@ -213,6 +214,6 @@ class Call(MediaUnit, EventTarget):
         rec.result_code = rec.result_code or code
         rec.finish_reason = reason
         if self._answered_at is not None:
-            rec.duration = int(round((now - self._answered_at).total_seconds()))
+            rec.duration = round((now - self._answered_at).total_seconds())
         self.stop_all_media()
         self._session.call_ended(self)

@@ -25,7 +25,8 @@ class DigestCredentials:
 class LegListener(Protocol):
     """What the leg reports to the runtime. Every method is called on the event loop."""
 
-    def leg_progress(self, code: int, reason: str, headers: dict[str, str], early_media: bool) -> None:
+    def leg_progress(self, code: int, reason: str, headers: dict[str, str],
+                     early_media: bool) -> None:
         """A 1xx response arrived (180 Ringing, 183 Session Progress) on an outbound leg."""
 
     def leg_connected(self, headers: dict[str, str]) -> None:

@@ -152,7 +152,7 @@ class Runtime:
         return call
 
     def trunk_uri_for(self, number: str) -> str:
-        """SIP URI for ``number`` on the configured trunk: ``sip:NUMBER@trunk-host[:port][;params]``.
+        """SIP URI for ``number`` on the trunk: ``sip:NUMBER@trunk-host[:port][;params]``.
 
         Raises:
             GatewayError: ``VGW_SIP_TRUNK_URI`` is not set.

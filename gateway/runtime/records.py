@@ -79,7 +79,7 @@ class SessionStore(Protocol):
     """Persistence the runtime needs (implemented in ``gateway.store``)."""
 
     async def match_inbound_rule(self, number: str) -> RuleMatch | None:
-        """First rule (over all applications, in rule order) whose pattern fully matches ``number``."""
+        """First rule (all applications, in rule order) whose pattern fully matches ``number``."""
 
     async def session_started(self, record: SessionRecord) -> int:
         """Persist a new session; returns its ``call_session_history_id``."""

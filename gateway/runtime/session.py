@@ -11,6 +11,7 @@ fire and its CDR is written. Nothing a session does reaches another session.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import secrets
@@ -73,6 +74,8 @@ class Session(EventTarget):
         self.ended = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._idle_handle: asyncio.TimerHandle | None = None
+        self._no_calls = asyncio.Event()  # set while no call is active
+        self._no_calls.set()
         self._terminate_task: asyncio.Task[None] | None = None
         self._done = asyncio.get_running_loop().create_future()
         self._failed = False
@@ -203,6 +206,7 @@ class Session(EventTarget):
         """Wrap ``leg`` in a :class:`Call` that belongs to this session."""
         call = self.run_in_context(Call, self, leg)
         self.calls.append(call)
+        self._no_calls.clear()
         self._disarm_idle()
         return call
 
@@ -214,6 +218,8 @@ class Session(EventTarget):
         r = call.record
         self.log_line(f"call {call.id()} ended: {r.finish_reason} code={r.result_code} "
                       f"duration={r.duration}s")
+        if not self.active_calls():
+            self._no_calls.set()
         self._arm_idle()
 
     def active_calls(self) -> list[Call]:
@@ -306,7 +312,7 @@ class Session(EventTarget):
                     task.cancel()
             rec = self.record
             rec.end_date = datetime.now(UTC)
-            rec.duration = int(round(time.monotonic() - self._t0))
+            rec.duration = round(time.monotonic() - self._t0)
             rec.finish_reason = "error" if self._failed else "normal"
             rec.calls = [c.record for c in self.calls]
             self.log_line(f"session ended: {rec.finish_reason}")
@@ -319,8 +325,8 @@ class Session(EventTarget):
                     self._done.set_result(None)
 
     async def _await_calls_ended(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while self.active_calls() and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        if self.active_calls():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._no_calls.wait(), timeout)
         for call in self.active_calls():  # the leg never confirmed: close the record anyway
             call._end(0, "error")

@@ -7,6 +7,7 @@ ticks), never for wall-clock thresholds.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -59,7 +60,7 @@ async def until(cond: Callable[[], bool], max_ticks: int = 500) -> None:
         if cond():
             return
         await ticks(1)
-    raise AssertionError("condition not met within %d ticks" % max_ticks)
+    raise AssertionError(f"condition not met within {max_ticks} ticks")
 
 
 @pytest.fixture
@@ -167,7 +168,7 @@ async def test_rfc4733_packets_on_the_wire(ports: PortAllocator) -> None:
         transport.close()
     pkts = [parse_rtp(p) for p in cap.packets]
     seqs = [p.sequence for p in pkts]
-    assert all((y - x) & 0xFFFF == 1 for x, y in zip(seqs, seqs[1:], strict=False))
+    assert all((y - x) & 0xFFFF == 1 for x, y in itertools.pairwise(seqs))
     ts = [p.timestamp for p in pkts]
     events = [(i, p) for i, p in enumerate(pkts) if p.payload_type == DTMF_PT]
     assert len(events) == 2 * (4 + 3)  # 100 ms: 4 updates + the end packet three times
@@ -194,7 +195,7 @@ async def test_rfc4733_packets_on_the_wire(ports: PortAllocator) -> None:
                if last_ev1 < i < first_ev2)
     # audio timestamps keep advancing 160 per tick through the events
     audio = [(i, p.timestamp) for i, p in enumerate(pkts) if p.payload_type == 0]
-    for (i1, t1), (i2, t2) in zip(audio, audio[1:], strict=False):
+    for (i1, t1), (i2, t2) in itertools.pairwise(audio):
         assert (t2 - t1) & 0xFFFFFFFF == 160 * (i2 - i1)
     assert pkts[0].marker  # first packet of the stream
 

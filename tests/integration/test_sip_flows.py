@@ -166,7 +166,7 @@ async def test_answer_timeout_sends_cancel_and_fails_408() -> None:
     rec = Recorder()
     peer = UdpPeer()
     async with running_adapter(answer_timeout=0.5) as adapter:
-        leg, inv = await _dial_peer(adapter, peer, rec)
+        _leg, inv = await _dial_peer(adapter, peer, rec)
         assert b"RTP/AVP 0 8 101" in inv.body
         peer.send(make_response(inv, 180, "Ringing", to_tag="b1"), adapter.port)
         await rec.wait_for("progress")

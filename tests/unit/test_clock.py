@@ -51,7 +51,7 @@ async def test_catch_up_is_capped_after_stall() -> None:
     while not ticks:
         await asyncio.sleep(0.001)
     start = len(ticks)
-    time.sleep(0.2)  # block the loop for ~10 periods (deliberately)
+    time.sleep(0.2)  # noqa: ASYNC251 -- block the loop for ~10 periods on purpose
     await asyncio.sleep(0)
     await asyncio.sleep(0)
     burst = len(ticks) - start

@@ -11,7 +11,7 @@ import asyncio
 import base64
 import json
 import typing
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from openai.types.realtime import RealtimeServerEvent
@@ -423,7 +423,7 @@ def test_capabilities_record() -> None:
 
 def test_client_registers_with_the_running_session() -> None:
     class Session:
-        units: list[Any] = []
+        units: ClassVar[list[Any]] = []
 
         def register_unit(self, unit: Any) -> None:
             self.units.append(unit)

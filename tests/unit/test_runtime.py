@@ -147,8 +147,12 @@ async def test_outbound_call_via_dialer_and_failed_event():
     script = """
 log = []
 def on_started(e):
-    call = VoxEngine.call_sip("sip:bob@127.0.0.1:5070", {"callerid": "+1555", "headers": {"X-A": "1"}})
-    call.add_event_listener(CallEvents.Failed, lambda ev: (log.append(ev.code), VoxEngine.terminate()))
+    opts = {"callerid": "+1555", "headers": {"X-A": "1"}}
+    call = VoxEngine.call_sip("sip:bob@127.0.0.1:5070", opts)
+    def failed(ev):
+        log.append(ev.code)
+        VoxEngine.terminate()
+    call.add_event_listener(CallEvents.Failed, failed)
 VoxEngine.add_event_listener(AppEvents.Started, on_started)
 """
     rt, store, match = make_runtime(script)
@@ -228,7 +232,8 @@ async def test_send_digits_and_tones():
     st = await rt.start_scenarios(match, None)
     s = rt.sessions[st.session_id]
     call = s.add_call(FakeLeg())
-    call.add_event_listener("CallEvents.ToneReceived", lambda e: s.namespace["tones"].append(e.tone))
+    tones = s.namespace["tones"]
+    call.add_event_listener("CallEvents.ToneReceived", lambda e: tones.append(e.tone))
     call.leg_tone("5", 1)  # not handled yet
     call.handle_tones(True)
     call.leg_tone("7", 1)

@@ -192,7 +192,7 @@ def _server_invite():
 
 
 def test_server_invite_absorbs_retransmitted_invite() -> None:
-    clock, wire, tx, _ = _server_invite()
+    _clock, wire, tx, _ = _server_invite()
     tx.respond(tx.make_response(100, "Trying"))
     tx.receive_request(_invite())
     tx.respond(tx.make_response(180, "Ringing", to_tag="x"))

@@ -353,7 +353,7 @@ class SipAdapter:
 
     def _on_cancel(self, cancel: SipRequest, tx: ServerTransaction) -> None:
         """RFC 3261 §9.2: 200 to the CANCEL; the INVITE gets 487 from its leg."""
-        invite_key = server_key(cancel)[:-1] + ("INVITE",)
+        invite_key = (*server_key(cancel)[:-1], "INVITE")
         invite_tx = self._server_txs.get(invite_key)
         if not isinstance(invite_tx, ServerInviteTransaction):
             tx.respond(make_response(cancel, 481, "Call/Transaction Does Not Exist"))

@@ -510,7 +510,7 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipRequest | SipRespo
     for name in _REQUIRED:
         if msg.get(name) is None:
             raise SipParseError(f"missing mandatory {name} header", call_id=msg.get("Call-ID"))
-    cseq_num, cseq_method = msg.cseq
+    _cseq_num, cseq_method = msg.cseq
     if isinstance(msg, SipRequest) and cseq_method != msg.method:
         raise SipParseError(
             f"CSeq method {cseq_method} does not match request method {msg.method}",
