@@ -17,11 +17,8 @@ Example (scenario code)::
 from __future__ import annotations
 
 from connectors.base import Capabilities, ConnectOptions, ConnectorError
-from connectors.openai.client import (
-    OPENAI_REALTIME_CAPABILITIES,
-    RealtimeAPIClient,
-    create_realtime_api_client,
-)
+from connectors.openai.client import OPENAI_REALTIME_CAPABILITIES, RealtimeAPIClient
+from connectors.openai.connect import create_realtime_api_client
 from connectors.openai.events import SERVER_EVENT_MAP, RealtimeAPIEvents, event_name
 
 

@@ -167,6 +167,24 @@ _RULE_LOAD = (
 )
 
 
+
+def _find_owned(s: Session, model: Any, kind: str, account_id: int, obj_id: int | None,
+                name_column: Any, name: str | None) -> Any:
+    """The account's ``model`` row with ``obj_id`` and/or ``name``.
+
+    Raises:
+        NotFound: no such row in this account.
+    """
+    stmt = select(model).where(model.account_id == account_id)
+    if obj_id is not None:
+        stmt = stmt.where(model.id == obj_id)
+    if name is not None:
+        stmt = stmt.where(name_column == name)
+    row = s.scalars(stmt).first()
+    if row is None:
+        raise NotFound(kind, obj_id if obj_id is not None else name)
+    return row
+
 class Store:
     """Persistent state of the gateway; implements ``SessionStore``.
 
@@ -271,16 +289,8 @@ class Store:
     @staticmethod
     def _find_app(s: Session, account_id: int, application_id: int | None,
                   application_name: str | None) -> Application:
-        stmt = select(Application).where(Application.account_id == account_id)
-        if application_id is not None:
-            stmt = stmt.where(Application.id == application_id)
-        if application_name is not None:
-            stmt = stmt.where(Application.application_name == application_name)
-        app = s.scalars(stmt).first()
-        if app is None:
-            raise NotFound("application", application_id if application_id is not None
-                           else application_name)
-        return app
+        return _find_owned(s, Application, "application", account_id, application_id,
+                           Application.application_name, application_name)
 
     @_offloaded
     def add_application(self, account_id: int, application_name: str) -> ApplicationInfo:
@@ -337,15 +347,8 @@ class Store:
     @staticmethod
     def _find_scenario(s: Session, account_id: int, scenario_id: int | None,
                        scenario_name: str | None) -> Scenario:
-        stmt = select(Scenario).where(Scenario.account_id == account_id)
-        if scenario_id is not None:
-            stmt = stmt.where(Scenario.id == scenario_id)
-        if scenario_name is not None:
-            stmt = stmt.where(Scenario.scenario_name == scenario_name)
-        sc = s.scalars(stmt).first()
-        if sc is None:
-            raise NotFound("scenario", scenario_id if scenario_id is not None else scenario_name)
-        return sc
+        return _find_owned(s, Scenario, "scenario", account_id, scenario_id,
+                           Scenario.scenario_name, scenario_name)
 
     @_offloaded
     def add_scenario(self, account_id: int, scenario_name: str, scenario_script: str, *,

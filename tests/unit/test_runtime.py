@@ -22,6 +22,15 @@ def make_runtime(*scripts: str, idle: float = 60.0) -> tuple[Runtime, MemoryStor
     return rt, store, match
 
 
+async def finished(store: MemoryStore) -> None:
+    """Wait (up to 1 s) until a session CDR has been written."""
+    for _ in range(50):
+        if store.finished:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("no session ended")
+
+
 class FakeDialer:
     def __init__(self) -> None:
         self.legs: list[FakeLeg] = []
@@ -105,10 +114,7 @@ VoxEngine.add_event_listener(AppEvents.CallAlerting, on_alert)
     rt, store, _ = make_runtime(script)
     leg = FakeLeg()
     await rt.on_incoming(leg)
-    for _ in range(50):
-        if store.finished:
-            break
-        await asyncio.sleep(0.02)
+    await finished(store)
     assert ("hangup",) in leg.actions
     (rec,) = store.finished
     assert rec.finish_reason == "error"
@@ -125,10 +131,7 @@ VoxEngine.add_event_listener(AppEvents.Started, on_started)
 """
     rt, store, match = make_runtime(script)
     await rt.start_scenarios(match, None)
-    for _ in range(50):
-        if store.finished:
-            break
-        await asyncio.sleep(0.02)
+    await finished(store)
     assert store.finished[0].finish_reason == "error"
 
 
@@ -220,10 +223,7 @@ VoxEngine.add_event_listener(AppEvents.HttpRequest, on_http)
 async def test_scenario_that_raises_at_load_ends_session():
     rt, store, match = make_runtime("raise SystemError('nope')")
     await rt.start_scenarios(match, None)
-    for _ in range(50):
-        if store.finished:
-            break
-        await asyncio.sleep(0.02)
+    await finished(store)
     assert store.finished[0].finish_reason == "error"
 
 
