@@ -25,6 +25,17 @@ BAD_CSEQ = (
     "Content-Length: 0\r\n\r\n"
 )
 
+NO_ROUTE = (
+    "INVITE sip:nobody-here@127.0.0.1 SIP/2.0\r\n"
+    "Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKnoroute1\r\n"
+    "From: <sip:mallory@127.0.0.1>;tag=2\r\nTo: <sip:nobody-here@127.0.0.1>\r\n"
+    "Call-ID: no-route-1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
+    "Contact: <sip:mallory@127.0.0.1:{port}>\r\nContent-Type: application/sdp\r\n"
+    "Content-Length: {len}\r\n\r\n{sdp}"
+)
+SDP = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+       "m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+
 RAISES = """
 def on_started(e):
     raise RuntimeError("scenario bug on purpose")
@@ -67,6 +78,12 @@ async def test_bad_input_gets_precise_errors_and_the_call_keeps_running(e2e, tmp
             b"\x00\xffthis is not SIP\r\n\r\n", BAD_CSEQ.encode()])
         assert len(replies) == 1 and replies[0].startswith(b"SIP/2.0 400"), replies
         assert b"bad-cseq-1" in replies[0]
+
+        # 1b. a number no rule matches gets 404 Not Found
+        no_route = NO_ROUTE.replace("{len}", str(len(SDP))).replace("{sdp}", SDP)
+        replies = await asyncio.to_thread(sip_exchange, e2e.sip_port, [no_route.encode()])
+        finals = [r for r in replies if not r.startswith(b"SIP/2.0 1")]
+        assert finals and finals[0].startswith(b"SIP/2.0 404"), replies
 
         # 2. an SDP offer with no common codec (G.722 only) gets 488
         async with sipp(tmp_path, "-sf", str(SCENARIOS / "uac_g722_only.xml"), "-s", "agent",

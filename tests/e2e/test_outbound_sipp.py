@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 
 from gateway.media.g711 import pcm16_to_ulaw
+from gateway.server import Gateway
 from tests.audio import best_alignment, pcm, speech
-from tests.e2e.conftest import shipped
+from tests.e2e.conftest import E2E, make_settings, shipped
 from tests.e2e.helpers import session_id_of, wait_until
 from tests.integration.sip_harness import SCENARIOS, sipp, wait_sipp_listening
 
@@ -89,22 +91,29 @@ VoxEngine.add_event_listener(AppEvents.Started, on_started)
 """
 
 
-async def test_call_pstn_through_trunk_with_digest_401(e2e, tmp_path):
+async def test_call_pstn_through_trunk_with_digest_401(fake_ai, tmp_path):
+    """call_pstn goes to VGW_SIP_TRUNK_URI with VGW_SIP_TRUNK_USER/PASSWORD (digest)."""
     async with sipp(tmp_path, "-sf", str(SCENARIOS / "uas_auth.xml")) as trunk:
         await wait_sipp_listening(trunk.port)
-        e2e.gw.runtime.trunk_uri = f"sip:127.0.0.1:{trunk.port}"
-        from gateway.runtime.leg import DigestCredentials
-
-        e2e.gw.runtime._trunk_auth = DigestCredentials("u", "p")
-        rule_id = await e2e.rule_with("pstn", TRUNK_SCRIPT, name="pstn")
-        data = {"destination": "+15551234567", "callerId": "+15550001111"}
-        started = await e2e.ok("StartScenarios", rule_id=rule_id,
-                               script_custom_data=json.dumps(data))
-        sid = session_id_of(started["media_session_access_url"])
-        assert await trunk.wait(20) == 0, trunk.logs()  # 401 ACKed, auth verified, BYE
-    session = e2e.gw.runtime.find_session(sid)
-    await session.wait_ended(10)
-    assert session.namespace["events"] == [("connected",)], session.log_lines
-    sess = await history(e2e, started["call_session_history_id"])
-    assert sess["calls"][0]["successful"]
-    assert sess["calls"][0]["remote_number"] == "+15551234567"
+        settings = make_settings(tmp_path, sip_trunk_uri=f"sip:127.0.0.1:{trunk.port}",
+                                 sip_trunk_user="u", sip_trunk_password="p")
+        gw = Gateway(settings)
+        await gw.start()
+        try:
+            async with httpx.AsyncClient(base_url=settings.http_base_url()) as http:
+                e2e = E2E(gw, fake_ai, http, tmp_path)
+                rule_id = await e2e.rule_with("pstn", TRUNK_SCRIPT, name="pstn")
+                data = {"destination": "+1 (555) 123-4567", "callerId": "+15550001111"}
+                started = await e2e.ok("StartScenarios", rule_id=rule_id,
+                                       script_custom_data=json.dumps(data))
+                sid = session_id_of(started["media_session_access_url"])
+                # sipp: 401 ACKed, Authorization verified for u/p, 200, then our BYE
+                assert await trunk.wait(20) == 0, trunk.logs()
+                session = gw.runtime.find_session(sid)
+                await session.wait_ended(10)
+                assert session.namespace["events"] == [("connected",)], session.log_lines
+                sess = await history(e2e, started["call_session_history_id"])
+                assert sess["calls"][0]["successful"]
+                assert sess["calls"][0]["remote_number"] == "+15551234567"
+        finally:
+            await gw.stop()
