@@ -205,6 +205,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def steal_seconds() -> float:
+    """CPU time the hypervisor took from this VM (all CPUs), seconds (/proc/stat steal)."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    return int(fields[8]) / CLK_TCK if len(fields) > 8 else 0.0
+
+
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -378,6 +385,8 @@ class Result:
     jit_p50: float = float("nan")
     jit_p99: float = float("nan")
     jit_max: float = float("nan")
+    #: share of CPU time the hypervisor stole during the window (noisy neighbours), %
+    steal_pct: float = float("nan")
     sipp_jit_p99: float = float("nan")
     lost_out: int = 0  # gateway -> sipp: sequence gaps + missed ticks
     lost_out_detail: str = ""
@@ -673,7 +682,7 @@ def run_point(n: int, args, base: Path, audio: Path, unique: set[bytes], silence
     # measurement window
     drops0 = udp_drops(rtp_lo, rtp_hi)
     sdrops0 = udp_drops(sipp_mp, sipp_mp + 63)
-    c0, t0 = cpu_seconds(gw.pid), time.time()
+    c0, t0, st0 = cpu_seconds(gw.pid), time.time(), steal_seconds()
     m0 = time.monotonic()
     rss_samples = []
     while time.monotonic() - m0 < args.duration:
@@ -683,6 +692,7 @@ def run_point(n: int, args, base: Path, audio: Path, unique: set[bytes], silence
             res.notes.append(f"gateway exited during the window rc={gw.poll()}")
             break
     c1, t1 = cpu_seconds(gw.pid) if gw.poll() is None else c0, time.time()
+    res.steal_pct = (steal_seconds() - st0) / max(t1 - t0, 1e-9) / (os.cpu_count() or 1) * 100
     rss_samples.append(rss_mb(gw.pid) if gw.poll() is None else 0.0)
     drops = udp_drops(rtp_lo, rtp_hi) - drops0
     sdrops = udp_drops(sipp_mp, sipp_mp + 63) - sdrops0
@@ -747,7 +757,8 @@ def row(r: Result) -> str:
 def details(r: Result) -> list[str]:
     out = [f"  N={r.n}: window {r.window_s:.1f} s, gateway CPU {r.cpu_pct_total:.1f}% of a core, "
            f"RSS {r.rss_base:.1f} -> {r.rss_window:.1f} MB, jitter max {r.jit_max:.2f} ms, "
-           f"sipp send jitter p99 {r.sipp_jit_p99:.2f} ms, {r.rtt_n} RTT samples",
+           f"sipp send jitter p99 {r.sipp_jit_p99:.2f} ms, {r.rtt_n} RTT samples, "
+           f"CPU steal {r.steal_pct:.1f}%",
            f"    {r.lost_out_detail}", f"    {r.lost_in_detail}"]
     if r.rtt_split:
         out.append(f"    {r.rtt_split}")
