@@ -23,6 +23,19 @@ def require_binary(name: str) -> str:
     pytest.skip(msg)
 
 
+def require_files(pattern: str, package: str) -> list[str]:
+    """Files matching ``pattern``; fail (CI) or skip (dev box) when there are none."""
+    import glob
+
+    found = sorted(glob.glob(pattern))
+    if found:
+        return found
+    msg = f"{pattern} not found (apt package {package})"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
 def free_udp_port(host: str = "127.0.0.1") -> int:
     """A UDP port that is free right now on ``host``."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import wave
 
 import numpy as np
@@ -20,8 +19,15 @@ from gateway.media.format import (
     AudioFormat,
     Encoding,
 )
+from tests.peers import require_files
 
-SPEECH = sorted(glob.glob("/usr/share/asterisk/sounds/en/*.wav"))
+SPEECH_GLOB = "/usr/share/asterisk/sounds/en/*.wav"
+
+
+@pytest.fixture
+def speech_files() -> list[str]:
+    """Human speech recordings (asterisk-core-sounds-en-wav); CI fails without them."""
+    return require_files(SPEECH_GLOB, "asterisk-core-sounds-en-wav")
 
 
 def test_passthrough_same_format() -> None:
@@ -65,9 +71,8 @@ def _read_speech(path: str) -> np.ndarray:
         return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
 
 
-@pytest.mark.skipif(not SPEECH, reason="asterisk-core-sounds-en-wav not installed")
-def test_real_speech_survives_resample_round_trip() -> None:
-    path = next((p for p in SPEECH if p.endswith("demo-congrats.wav")), SPEECH[0])
+def test_real_speech_survives_resample_round_trip(speech_files: list[str]) -> None:
+    path = next((p for p in speech_files if p.endswith("demo-congrats.wav")), speech_files[0])
     x = _read_speech(path)[: 8000 * 5]
     up = FormatConverter(PCM16_8K, PCM16_24K)
     down = FormatConverter(PCM16_24K, PCM16_8K)
@@ -83,9 +88,8 @@ def test_real_speech_survives_resample_round_trip() -> None:
     assert best >= 0.9
 
 
-@pytest.mark.skipif(not SPEECH, reason="asterisk-core-sounds-en-wav not installed")
-def test_real_speech_through_g711_and_24k() -> None:
-    x = _read_speech(SPEECH[0])[: 8000 * 3]
+def test_real_speech_through_g711_and_24k(speech_files: list[str]) -> None:
+    x = _read_speech(speech_files[0])[: 8000 * 3]
     to_ai = FormatConverter(PCMU_8K, PCM16_24K)
     to_call = FormatConverter(PCM16_24K, PCMA_8K)
     ulaw = g711.pcm16_to_ulaw(x.tobytes())
