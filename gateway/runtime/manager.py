@@ -70,6 +70,9 @@ class Runtime:
     async def _new_session(self, match: RuleMatch, custom_data: str | None,
                            initiator: str) -> Session:
         session = Session(self, match, custom_data, initiator)
+        secret_values = getattr(self.store, "secret_values", None)
+        if secret_values is not None:
+            session.secrets = await secret_values(match.account_id)
         session.record.call_session_history_id = await self.store.session_started(session.record)
         self.sessions[session.id] = session
         try:
@@ -113,6 +116,10 @@ class Runtime:
             return True
         session.start(call)
         return True
+
+    def active_sessions(self, account_id: int) -> int:
+        """How many sessions of ``account_id`` are running now."""
+        return sum(1 for s in self.sessions.values() if s.match.account_id == account_id)
 
     def find_session(self, session_id: str) -> Session | None:
         """A running or recently ended session by id."""

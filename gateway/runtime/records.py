@@ -87,6 +87,9 @@ class SessionStore(Protocol):
     async def session_finished(self, record: SessionRecord) -> None:
         """Persist the final CDR (duration, finish_reason, calls) of a session."""
 
+    async def secret_values(self, account_id: int) -> dict[str, str]:
+        """Every secret of the account, name -> value (for ``VoxEngine.get_secret_value``)."""
+
 
 @dataclass(slots=True)
 class StartedSession:
@@ -116,3 +119,6 @@ class ScenarioRunner(Protocol):
     async def access_request(self, session_id: str, secret: str, method: str, path: str,
                              content: bytes, headers: dict[str, str]) -> AccessResponse:
         """Deliver an HTTP request to a session's access URL (404 if unknown or ended)."""
+
+    def active_sessions(self, account_id: int) -> int:
+        """How many sessions of ``account_id`` are running now."""

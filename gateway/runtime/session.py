@@ -87,6 +87,8 @@ class Session(EventTarget):
             custom_data=custom_data, initiator_address=initiator,
         )
         self.logger = SessionLogger(self)
+        #: The account's secrets, name -> value (never logged).
+        self.secrets: dict[str, str] = {}
         self.namespace: dict[str, Any] = {}
         self._ctx = contextvars.copy_context()
         self._ctx.run(current_session.set, self)

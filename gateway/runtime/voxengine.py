@@ -34,6 +34,17 @@ class VoxEngineFacade:
         """``script_custom_data`` passed to StartScenarios ("" when none)."""
         return self._session.custom_data or ""
 
+    def get_secret_value(self, name: str) -> str:
+        """Value of the account's secret ``name`` (added with the AddSecret API method).
+
+        Raises:
+            KeyError: no secret of that name.
+        """
+        try:
+            return self._session.secrets[name]
+        except KeyError:
+            raise KeyError(f"no secret named {name!r}") from None
+
     def session_id(self) -> str:
         """This session's id."""
         return self._session.id

@@ -243,3 +243,20 @@ async def test_send_digits_and_tones():
     with pytest.raises(ValueError):
         call.send_digits("12x")
     await rt.stop()
+
+
+async def test_get_secret_value_and_active_sessions():
+    rt, store, match = make_runtime("key = VoxEngine.get_secret_value('OPENAI')\n"
+                                    "try:\n    VoxEngine.get_secret_value('nope')\n"
+                                    "except KeyError as e:\n    missing = str(e)")
+
+    async def secret_values(account_id):
+        return {"OPENAI": "sk-secret"} if account_id == 1 else {}
+
+    store.secret_values = secret_values
+    st = await rt.start_scenarios(match, None)
+    s = rt.sessions[st.session_id]
+    assert s.namespace["key"] == "sk-secret" and "nope" in s.namespace["missing"]
+    assert rt.active_sessions(1) == 1 and rt.active_sessions(2) == 0
+    assert "sk-secret" not in "\n".join(s.log_lines)
+    await rt.stop()
