@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     #: Jitter buffer depth for RTP in, in 20 ms frames.
     jitter_depth_frames: int = Field(default=3, ge=1, le=50)
     database_url: str = "sqlite:///./voice-gateway.db"
+    #: Session logs: one file per session under ``<logs_dir>/<account_id>/``.
+    logs_dir: str = "./logs"
     account_id: int | None = None
     account_name: str = "default"
     api_key: SecretStr | None = None

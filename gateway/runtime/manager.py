@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 from collections import deque
+from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.errors import GatewayError, ScenarioError
@@ -25,6 +27,8 @@ from gateway.runtime.records import (
 from gateway.runtime.session import Session
 
 log = logging.getLogger(__name__)
+
+_SESSION_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class Dialer(Protocol):
@@ -48,12 +52,14 @@ class Runtime:
         trunk_uri: ``VGW_SIP_TRUNK_URI`` for ``call_pstn``.
         trunk_auth: trunk digest credentials.
         tls: True when the HTTP server serves https.
+        logs_dir: where session logs are written when sessions end
+            (``<logs_dir>/<account_id>/<session_id>.log``); None keeps them in memory only.
     """
 
     def __init__(self, store: SessionStore, http_base_url: str, *, dialer: Dialer | None = None,
                  extra_globals: dict[str, Any] | None = None, idle_timeout: float = 60.0,
                  trunk_uri: str | None = None, trunk_auth: DigestCredentials | None = None,
-                 tls: bool = False) -> None:
+                 tls: bool = False, logs_dir: str | Path | None = None) -> None:
         self.store = store
         self.http_base_url = http_base_url.rstrip("/")
         self.dialer = dialer
@@ -62,6 +68,7 @@ class Runtime:
         self.trunk_uri = trunk_uri
         self._trunk_auth = trunk_auth
         self.tls = tls
+        self.logs_dir = Path(logs_dir) if logs_dir is not None else None
         self.sessions: dict[str, Session] = {}
         #: The most recently ended sessions (newest last), for logs and inspection.
         self.recent: deque[Session] = deque(maxlen=100)
@@ -85,6 +92,11 @@ class Runtime:
         """Called by a session once it has ended: write its CDR and forget it."""
         self.sessions.pop(session.id, None)
         self.recent.append(session)
+        if self.logs_dir is not None:
+            try:
+                await asyncio.to_thread(self._write_log, session)
+            except OSError:
+                log.exception("[session %s] writing the session log failed", session.id)
         try:
             await self.store.session_finished(session.record)
         except Exception:
@@ -120,6 +132,36 @@ class Runtime:
     def active_sessions(self, account_id: int) -> int:
         """How many sessions of ``account_id`` are running now."""
         return sum(1 for s in self.sessions.values() if s.match.account_id == account_id)
+
+    def _log_path(self, account_id: int, session_id: str) -> Path | None:
+        if self.logs_dir is None or not _SESSION_ID.fullmatch(session_id):
+            return None
+        return self.logs_dir / str(int(account_id)) / f"{session_id}.log"
+
+    def _write_log(self, session: Session) -> None:
+        path = self._log_path(session.match.account_id, session.id)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("\n".join(session.log_lines) + "\n", encoding="utf-8")
+
+    async def session_log(self, account_id: int, session_id: str) -> str | None:
+        """The log of one of ``account_id``'s sessions (running or ended), or None.
+
+        A running session's log is served from memory; an ended one from its file.
+        Another account's session id gives None, as an unknown one does.
+        """
+        found = self.find_session(session_id)
+        if found is not None:
+            if found.match.account_id != account_id:
+                return None
+            return "\n".join(found.log_lines) + "\n"
+        path = self._log_path(account_id, session_id)
+        if path is None:
+            return None
+        try:
+            return await asyncio.to_thread(path.read_text, encoding="utf-8")
+        except FileNotFoundError:
+            return None
 
     def find_session(self, session_id: str) -> Session | None:
         """A running or recently ended session by id."""

@@ -122,3 +122,6 @@ class ScenarioRunner(Protocol):
 
     def active_sessions(self, account_id: int) -> int:
         """How many sessions of ``account_id`` are running now."""
+
+    async def session_log(self, account_id: int, session_id: str) -> str | None:
+        """The log of one of ``account_id``'s sessions, or None (unknown or not theirs)."""

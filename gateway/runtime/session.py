@@ -16,6 +16,7 @@ import contextvars
 import logging
 import secrets
 import time
+import traceback
 import uuid
 from collections.abc import Awaitable, Coroutine
 from datetime import UTC, datetime
@@ -100,6 +101,11 @@ class Session(EventTarget):
         return f"{self.runtime.http_base_url}/sessions/{self.id}/{self.secret}"
 
     @property
+    def log_url(self) -> str:
+        """Where the session log is downloaded (platform_api auth): ``<base>/logs/<id>``."""
+        return f"{self.runtime.http_base_url}/logs/{self.id}"
+
+    @property
     def secure_access_url(self) -> str:
         """``media_session_access_secure_url`` (https when the gateway serves TLS)."""
         url = self.access_url
@@ -153,6 +159,9 @@ class Session(EventTarget):
         self._failed = True
         log.error("[session %s] handler for %s raised", self.id, where, exc_info=exc)
         self.log_line(f"error in {where}: {type(exc).__name__}: {exc}", logging.ERROR)
+        for line in traceback.format_exception(exc)[1:]:  # the scenario's frames
+            for part in line.rstrip().splitlines():
+                self.log_lines.append(f"    {part}")
         self.terminate()
 
     def register_unit(self, unit: Any) -> None:
@@ -189,13 +198,16 @@ class Session(EventTarget):
         """Fire ``AppEvents.Started`` (then ``CallAlerting`` for an inbound call)."""
         self.log_line(f"session started: rule {self.match.rule_name!r}, "
                       f"application {self.match.application_name!r}")
+        self.log_event(AppEvents.Started)
         self.run_in_context(self.dispatch, Event(
             AppEvents.Started, accessURL=self.access_url, accessSecureURL=self.secure_access_url,
             access_url=self.access_url, access_secure_url=self.secure_access_url,
             session_id=self.id, sessionID=self.id, custom_data=self.custom_data,
+            log_url=self.log_url, logURL=self.log_url,
             application_name=self.match.application_name, rule_name=self.match.rule_name,
         ))
         if call is not None and not self.ended:
+            self.log_event(AppEvents.CallAlerting, call.id())
             self.run_in_context(self.dispatch, Event(
                 AppEvents.CallAlerting, call=call, callerid=call.callerid(),
                 destination=call.number(), display_name=call.display_name(),
@@ -293,6 +305,7 @@ class Session(EventTarget):
     async def _terminate(self) -> None:
         self._disarm_idle()
         try:
+            self.log_event(AppEvents.Terminating)
             self.run_in_context(self.dispatch, Event(AppEvents.Terminating, session_id=self.id))
             for call in self.active_calls():
                 call.hangup()
@@ -307,6 +320,7 @@ class Session(EventTarget):
                     except Exception as exc:
                         self.log_line(f"closing {unit!r} failed: {exc!r}", logging.WARNING)
             self.ended = True
+            self.log_event(AppEvents.Terminated)
             self.run_in_context(self.dispatch, Event(AppEvents.Terminated, session_id=self.id))
             current = asyncio.current_task()
             for task in list(self._tasks):

@@ -260,3 +260,29 @@ async def test_get_secret_value_and_active_sessions():
     assert rt.active_sessions(1) == 1 and rt.active_sessions(2) == 0
     assert "sk-secret" not in "\n".join(s.log_lines)
     await rt.stop()
+
+
+async def test_session_log_has_writes_events_and_traceback(tmp_path):
+    script = """
+def on_started(e):
+    Logger.write("hello from the scenario", 42)
+    Logger.write("log url", e.log_url)
+    helper()
+def helper():
+    raise ValueError("boom in helper")
+VoxEngine.add_event_listener(AppEvents.Started, on_started)
+"""
+    rt, store, match = make_runtime(script)
+    rt.logs_dir = tmp_path
+    st = await rt.start_scenarios(match, None)
+    await finished(store)
+    text = await rt.session_log(1, st.session_id)
+    assert "hello from the scenario 42" in text
+    assert f"log url http://127.0.0.1:8080/logs/{st.session_id}" in text
+    assert "event AppEvents.Started" in text and "event AppEvents.Terminated" in text
+    assert "ValueError: boom in helper" in text and "in helper" in text
+    assert (tmp_path / "1" / f"{st.session_id}.log").read_text() == text
+    rt.recent.clear()  # now only the file answers
+    assert await rt.session_log(1, st.session_id) == text
+    assert await rt.session_log(2, st.session_id) is None  # another account
+    assert await rt.session_log(1, "../../etc/passwd") is None
