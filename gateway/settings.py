@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     session_idle_timeout: float = 60.0
     #: Seconds an outbound call may stay unanswered before it fails with 408.
     call_answer_timeout: float = 60.0
+    #: Seconds an AppEvents.HttpRequest handler has before the caller gets 504.
+    http_handler_timeout: float = 5.0
     #: Maximum size of StartScenarios' script_custom_data, in bytes (Voximplant documents 200).
     custom_data_max_bytes: int = 4096
     log_level: str = "INFO"

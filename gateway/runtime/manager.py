@@ -54,12 +54,15 @@ class Runtime:
         tls: True when the HTTP server serves https.
         logs_dir: where session logs are written when sessions end
             (``<logs_dir>/<account_id>/<session_id>.log``); None keeps them in memory only.
+        http_handler_timeout: seconds an ``AppEvents.HttpRequest`` handler has before the
+            caller gets 504.
     """
 
     def __init__(self, store: SessionStore, http_base_url: str, *, dialer: Dialer | None = None,
                  extra_globals: dict[str, Any] | None = None, idle_timeout: float = 60.0,
                  trunk_uri: str | None = None, trunk_auth: DigestCredentials | None = None,
-                 tls: bool = False, logs_dir: str | Path | None = None) -> None:
+                 tls: bool = False, logs_dir: str | Path | None = None,
+                 http_handler_timeout: float = 5.0) -> None:
         self.store = store
         self.http_base_url = http_base_url.rstrip("/")
         self.dialer = dialer
@@ -69,6 +72,7 @@ class Runtime:
         self._trunk_auth = trunk_auth
         self.tls = tls
         self.logs_dir = Path(logs_dir) if logs_dir is not None else None
+        self.http_handler_timeout = http_handler_timeout
         self.sessions: dict[str, Session] = {}
         #: The most recently ended sessions (newest last), for logs and inspection.
         self.recent: deque[Session] = deque(maxlen=100)

@@ -36,9 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway.session")
 
-#: Seconds an ``AppEvents.HttpRequest`` handler has to produce its reply.
-HTTP_HANDLER_TIMEOUT = 5.0
-
 
 class SessionLogger:
     """``Logger`` in scenario globals: ``Logger.write(text)`` appends to the session log."""
@@ -262,7 +259,7 @@ class Session(EventTarget):
         """Fire ``AppEvents.HttpRequest``; the first handler's return value is the reply.
 
         ``str``/``bytes`` are sent as-is, ``dict``/``list`` as JSON, ``None`` gives 204.
-        A handler that takes longer than 5 s gives 504.
+        A handler that takes longer than ``runtime.http_handler_timeout`` (5 s) gives 504.
         """
         import json
 
@@ -275,7 +272,7 @@ class Session(EventTarget):
                 out = self.run_in_context(handler, ev)
                 if isinstance(out, Awaitable):
                     out = await asyncio.wait_for(self.run_in_context(asyncio.ensure_future, out),
-                                                 HTTP_HANDLER_TIMEOUT)
+                                                 self.runtime.http_handler_timeout)
             except TimeoutError:
                 self.log_line("HttpRequest handler timed out", logging.WARNING)
                 return AccessResponse(504, b"handler timed out")

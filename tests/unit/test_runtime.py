@@ -286,3 +286,28 @@ VoxEngine.add_event_listener(AppEvents.Started, on_started)
     assert await rt.session_log(1, st.session_id) == text
     assert await rt.session_log(2, st.session_id) is None  # another account
     assert await rt.session_log(1, "../../etc/passwd") is None
+
+
+async def test_http_request_handler_deadline_gives_504_and_none_gives_204():
+    script = """
+import asyncio
+async def on_http(e):
+    if e.path == "/slow":
+        await asyncio.sleep(10)
+    if e.path == "/none":
+        return None
+    return [1, 2]
+VoxEngine.add_event_listener(AppEvents.HttpRequest, on_http)
+"""
+    rt, _, match = make_runtime(script)
+    rt.http_handler_timeout = 0.2
+    st = await rt.start_scenarios(match, None)
+    s = rt.sessions[st.session_id]
+    slow = await rt.access_request(s.id, s.secret, "GET", "/slow", b"", {})
+    assert slow.status == 504
+    none = await rt.access_request(s.id, s.secret, "GET", "/none", b"", {})
+    assert none.status == 204 and none.body == b""
+    ok = await rt.access_request(s.id, s.secret, "GET", "/", b"", {})
+    assert ok.status == 200 and ok.body == b"[1, 2]" and ok.content_type == "application/json"
+    assert not s.ended  # a slow handler is the caller's problem, not the session's
+    await rt.stop()
