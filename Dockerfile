@@ -2,7 +2,8 @@
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
-    VGW_DATABASE_URL=sqlite:////data/voice-gateway.db
+    VGW_DATABASE_URL=sqlite:////data/voice-gateway.db \
+    VGW_LOGS_DIR=/data/logs
 
 RUN apt-get update \
  && apt-get install -y --no-install-recommends espeak-ng sox \
