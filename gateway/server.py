@@ -53,7 +53,11 @@ class Gateway:
 
     async def start(self) -> None:
         s = self.settings
+        if bool(s.tls_cert) != bool(s.tls_key):
+            raise ValueError("VGW_TLS_CERT and VGW_TLS_KEY must be set together")
         self.store = await open_store(s.database_url)
+        if s.secrets_key is not None:
+            self.store.set_secrets_key(s.secrets_key.get_secret_value())
         await self._bootstrap_account()
         self._http_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._http_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -69,6 +73,7 @@ class Gateway:
             self.store, s.http_base_url(), extra_globals=scenario_globals(),
             idle_timeout=s.session_idle_timeout, trunk_uri=s.sip_trunk_uri, trunk_auth=trunk_auth,
             logs_dir=s.logs_dir, http_handler_timeout=s.http_handler_timeout,
+            tls=s.tls_enabled(),
         )
         self.sip = SipAdapter(
             host=s.sip_host, port=s.sip_port, advertised_host=s.sip_advertised_host(),
@@ -79,7 +84,9 @@ class Gateway:
         await self.sip.start()
         self.runtime.dialer = self.sip
         app = create_app(store=self.store, runner=self.runtime, settings=s)
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        tls = {"ssl_certfile": s.tls_cert, "ssl_keyfile": s.tls_key} if s.tls_enabled() else {}
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False,
+                                **tls)
         self._http = uvicorn.Server(config)
         self._http_task = asyncio.get_running_loop().create_task(
             self._http.serve(sockets=[self._http_sock]))

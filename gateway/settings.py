@@ -47,9 +47,18 @@ class Settings(BaseSettings):
     #: Maximum size of StartScenarios' script_custom_data, in bytes (Voximplant documents 200).
     custom_data_max_bytes: int = 4096
     log_level: str = "INFO"
+    #: PEM certificate (chain) file; with ``tls_key`` the HTTP API is served over HTTPS.
+    tls_cert: str | None = None
+    #: PEM private key file of ``tls_cert``.
+    tls_key: str | None = None
+    #: Key that encrypts secret values at rest (Fernet key, or any long random string).
+    #: Unset: values are stored in plain text in the database.
+    secrets_key: SecretStr | None = None
     #: On an account with no application, create "default" / rule "inbound" (".*")
     #: running scenarios/inbound_ai.py, so a fresh install answers calls at once.
     bootstrap_inbound: bool = True
+    #: StartScenarios answers HTTP 429 while an account has this many sessions in flight.
+    max_sessions_per_account: int = Field(default=200, ge=1)
 
     def sip_advertised_host(self) -> str:
         """Host to put in SIP and SDP headers."""
@@ -62,7 +71,12 @@ class Settings(BaseSettings):
         if self.public_url:
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.http_host in ("0.0.0.0", "") else self.http_host
-        return f"http://{host}:{self.http_port}"
+        scheme = "https" if self.tls_enabled() else "http"
+        return f"{scheme}://{host}:{self.http_port}"
+
+    def tls_enabled(self) -> bool:
+        """Whether the HTTP server serves HTTPS (both ``tls_cert`` and ``tls_key`` set)."""
+        return bool(self.tls_cert and self.tls_key)
 
 
 @lru_cache(maxsize=1)

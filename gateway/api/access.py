@@ -21,6 +21,18 @@ log = logging.getLogger(__name__)
 
 ACCESS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
+#: Documented replies of an access URL (the body is whatever the scenario returned).
+ACCESS_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"description": "The HttpRequest handler's value: str/bytes as-is, dict/list as "
+                         "JSON.", "content": {"*/*": {}}},
+    204: {"description": "The handler returned None."},
+    404: {"description": "Unknown or ended session, or wrong secret.",
+          "content": {"text/plain": {}}},
+    500: {"description": "The handler raised.", "content": {"text/plain": {}}},
+    504: {"description": "The handler did not answer in time.",
+          "content": {"text/plain": {}}},
+}
+
 
 def build_router(runner: ScenarioRunner) -> APIRouter:
     """Routes of the session access URLs, delivering to ``runner.access_request``."""
@@ -49,6 +61,6 @@ def build_router(runner: ScenarioRunner) -> APIRouter:
             router.add_api_route(
                 "/sessions/{session_id}/{secret}" + suffix, access, methods=[method],
                 summary=f"Session access URL ({method})", description=description,
-                operation_id=f"{label}_{method.lower()}",
+                operation_id=f"{label}_{method.lower()}", responses=ACCESS_RESPONSES,
                 include_in_schema=method in ("GET", "POST"))
     return router

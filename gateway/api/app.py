@@ -1,5 +1,8 @@
 """The gateway's HTTP application (FastAPI): platform_api, session access URLs, health.
 
+Routes: ``/platform_api`` (Voximplant-compatible methods), ``/sessions/...`` (session
+access URLs), ``/logs/{session_id}`` (session logs), ``/health``.
+
 ``create_app`` only assembles routes around objects it is given; ``gateway.server``
 builds those objects and owns their lifecycle.
 """
@@ -8,8 +11,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from gateway.api import access, platform_api
-from gateway.api.auth import Authenticator, api_key_authenticator
+from gateway.api import access, logs, platform_api
+from gateway.api.auth import Authenticator, authenticate
+from gateway.api.responses import declare_responses
 from gateway.runtime.records import ScenarioRunner
 from gateway.settings import Settings
 from gateway.store import Store
@@ -23,7 +27,8 @@ def create_app(*, store: Store, runner: ScenarioRunner, settings: Settings,
         store: the opened gateway store (``gateway.store.open_store``).
         runner: the runtime's ``ScenarioRunner`` (StartScenarios, access URLs).
         settings: gateway settings (``custom_data_max_bytes``, ...).
-        authenticator: platform_api authentication; default ``account_id`` + ``api_key``.
+        authenticator: platform_api authentication; default :func:`gateway.api.auth.authenticate`
+            (Bearer JWT of a service-account key, else ``account_id`` + ``api_key``).
 
     Returns:
         The FastAPI app; its OpenAPI document is at ``/openapi.json``.
@@ -35,13 +40,16 @@ def create_app(*, store: Store, runner: ScenarioRunner, settings: Settings,
     app.state.runner = runner
     app.state.settings = settings
 
+    auth = authenticator or authenticate
     api = platform_api.PlatformApi(store=store, runner=runner, settings=settings,
-                                   authenticator=authenticator or api_key_authenticator)
+                                   authenticator=auth)
     app.include_router(platform_api.build_router(api))
     app.include_router(access.build_router(runner))
+    app.include_router(logs.build_router(store, runner, auth))
 
     @app.get("/health", tags=["health"], summary="Liveness probe")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    declare_responses(app)
     return app

@@ -1,8 +1,9 @@
 """platform_api methods that manage applications, scenarios and rules.
 
 Names, parameters and replies follow Voximplant's HTTP API: AddApplication,
-GetApplications, DelApplication, AddScenario, GetScenarios, SetScenarioInfo,
-DelScenario, AddRule, GetRules, DelRule. Differences: application names are kept as
+GetApplications, SetApplicationInfo, DelApplication, AddScenario, GetScenarios,
+SetScenarioInfo, DelScenario, BindScenario, ReorderScenarios, AddRule, GetRules,
+SetRuleInfo, ReorderRules, DelRule. Differences: application names are kept as
 given (no ``.account.voximplant.com`` suffix); scenarios are Python and must compile;
 rule patterns are Python regular expressions matched in full.
 """
@@ -105,6 +106,28 @@ async def get_applications(ctx: CallContext, params: Params) -> dict[str, Any]:
     return {"result": items, "count": len(items), "total_count": page.total_count}
 
 
+@platform_method("SetApplicationInfo", "Rename an application.", [
+    ParamDoc("application_id", "integer", "Application id."),
+    ParamDoc("required_application_name", "string",
+             "Application name (instead of application_id)."),
+    ParamDoc("application_name", "string", "New application name, unique in the account."),
+])
+async def set_application_info(ctx: CallContext, params: Params) -> dict[str, Any]:
+    """SetApplicationInfo -> ``{"result": 1, "application_name"}`` (the name now in effect).
+
+    As in Voximplant, ``required_application_name`` selects the application by name and
+    ``application_name`` is the new name.
+    """
+    app_id = params.integer("application_id")
+    selector = params.string("required_application_name")
+    if app_id is None and selector is None:
+        raise missing_argument("application_id", "required_application_name")
+    new_name = params.string("application_name", max_length=NAME_MAX)
+    app = await ctx.store.set_application_info(ctx.account.account_id, application_id=app_id,
+                                               application_name=selector, new_name=new_name)
+    return {"result": 1, "application_name": app.application_name}
+
+
 @platform_method("DelApplication", "Delete applications with their rules.", [
     ParamDoc("application_id", "string", "Application ids, ';'-separated."),
     ParamDoc("application_name", "string", "Application names, ';'-separated."),
@@ -204,6 +227,72 @@ async def del_scenario(ctx: CallContext, params: Params) -> dict[str, Any]:
     return {"result": 1}
 
 
+async def _rule_ref(ctx: CallContext, params: Params, *,
+                    require_app_for_name: bool) -> tuple[int | None, str | None, int | None]:
+    """``(rule_id, rule_name, application_id)`` naming one rule of the caller's account.
+
+    Raises:
+        PlatformError: 101 when neither ``rule_id`` nor ``rule_name`` is given, or
+            ``rule_name`` comes without the application and ``require_app_for_name``.
+    """
+    rule_id = params.integer("rule_id")
+    rule_name = None if rule_id is not None else params.string("rule_name")
+    if rule_id is None and rule_name is None:
+        raise missing_argument("rule_id", "rule_name")
+    app_id = await application_id_of(ctx, params,
+                                     required=rule_name is not None and require_app_for_name)
+    return rule_id, rule_name, app_id
+
+
+@platform_method("BindScenario", "Bind scenarios to a rule (appended in the order given), "
+                 "or unbind them with bind=false.", [
+    ParamDoc("scenario_id", "string", "Scenario ids, ';'- or ','-separated, or 'all'."),
+    ParamDoc("scenario_name", "string", "Scenario names, ';'- or ','-separated."),
+    ParamDoc("rule_id", "integer", "Rule id."),
+    ParamDoc("rule_name", "string", "Rule name (instead of rule_id); needs the application."),
+    *_APP_REF,
+    ParamDoc("bind", "boolean", "true (default) binds, false unbinds."),
+])
+async def bind_scenario(ctx: CallContext, params: Params) -> dict[str, Any]:
+    """BindScenario -> ``{"result": 1}``.
+
+    Binding appends the scenarios not yet bound after the rule's current ones (ids
+    first, then names); unbinding ignores scenarios that are not bound. ``all`` means
+    every scenario of the account (bind) or of the rule (unbind).
+    """
+    rule_id, rule_name, app_id = await _rule_ref(ctx, params, require_app_for_name=True)
+    all_scenarios = params.is_all("scenario_id")
+    ids = None if all_scenarios else params.int_list("scenario_id")
+    names = params.str_list("scenario_name")
+    if not all_scenarios and not ids and not names:
+        raise missing_argument("scenario_id", "scenario_name")
+    await ctx.store.bind_scenarios(
+        ctx.account.account_id, rule_id=rule_id, rule_name=rule_name, application_id=app_id,
+        scenario_ids=ids or (), scenario_names=names or (), all_scenarios=all_scenarios,
+        bind=params.boolean("bind", default=True))
+    return {"result": 1}
+
+
+@platform_method("ReorderScenarios", "Set the order in which a rule's scenarios run.", [
+    ParamDoc("rule_id", "integer", "Rule id."),
+    ParamDoc("rule_name", "string", "Rule name (instead of rule_id); the first rule of that "
+             "name in rule order unless the application is given."),
+    *_APP_REF,
+    ParamDoc("scenario_id", "string", "Bound scenario ids, ';'- or ','-separated, in the new "
+             "order (scenarios not listed follow in their old order).", required=True),
+])
+async def reorder_scenarios(ctx: CallContext, params: Params) -> dict[str, Any]:
+    """ReorderScenarios -> ``{"result": 1}``; a scenario not bound to the rule is error 9002."""
+    rule_id, rule_name, app_id = await _rule_ref(ctx, params, require_app_for_name=False)
+    ids = params.int_list("scenario_id")
+    if not ids:
+        raise missing_argument("scenario_id")
+    await ctx.store.reorder_scenarios(ctx.account.account_id, rule_id=rule_id,
+                                      rule_name=rule_name, application_id=app_id,
+                                      scenario_ids=ids)
+    return {"result": 1}
+
+
 # -- rules ----------------------------------------------------------------------------
 
 
@@ -253,6 +342,46 @@ async def get_rules(ctx: CallContext, params: Params) -> dict[str, Any]:
     with_scenarios = params.boolean("with_scenarios")
     items = [_rule_item(r, with_scenarios) for r in page.items]
     return {"result": items, "count": len(items), "total_count": page.total_count}
+
+
+@platform_method("SetRuleInfo", "Rename a rule and/or change its patterns.", [
+    ParamDoc("rule_id", "integer", "Rule id.", required=True),
+    ParamDoc("rule_name", "string", "New rule name, unique in the application."),
+    ParamDoc("rule_pattern", "string", "New pattern (Python regular expression, matched in "
+             "full)."),
+    ParamDoc("rule_pattern_exclude", "string", "New exclude pattern; an empty value clears it."),
+])
+async def set_rule_info(ctx: CallContext, params: Params) -> dict[str, Any]:
+    """SetRuleInfo -> ``{"result": 1}``."""
+    rule_id = params.integer("rule_id", required=True)
+    assert rule_id is not None
+    new_name = params.string("rule_name", max_length=NAME_MAX)
+    pattern = params.string("rule_pattern", max_length=PATTERN_MAX)
+    exclude = params.string("rule_pattern_exclude", max_length=PATTERN_MAX, allow_empty=True)
+    if pattern is not None:
+        check_regex(pattern, "rule_pattern")
+    if exclude:
+        check_regex(exclude, "rule_pattern_exclude")
+    await ctx.store.set_rule_info(ctx.account.account_id, rule_id=rule_id, new_name=new_name,
+                                  rule_pattern=pattern, rule_pattern_exclude=exclude)
+    return {"result": 1}
+
+
+@platform_method("ReorderRules", "Set the order in which an application's rules are tried.", [
+    ParamDoc("rule_id", "string", "Rule ids of one application, ';'- or ','-separated, in the "
+             "new order (rules not listed follow in their old order).", required=True),
+])
+async def reorder_rules(ctx: CallContext, params: Params) -> dict[str, Any]:
+    """ReorderRules -> ``{"result": 1}``.
+
+    Voximplant expects the rules of one application; rules of several applications
+    are reordered within each application.
+    """
+    ids = params.int_list("rule_id")
+    if not ids:
+        raise missing_argument("rule_id")
+    await ctx.store.reorder_rules(ctx.account.account_id, ids)
+    return {"result": 1}
 
 
 @platform_method("DelRule", "Delete routing rules.", [

@@ -12,7 +12,12 @@ Voximplant code is not documented):
 code  msg (prefix)                              when
 ====  ========================================  =================================================
 2     Internal error                            unexpected failure inside the gateway (HTTP 500)
-100   Authorization failed                      missing/wrong ``account_id`` or ``api_key``
+100   Authorization failed                      missing/wrong ``account_id`` or ``api_key``;
+                                                or a Bearer JWT that fails verification
+                                                (unknown ``kid``, bad signature, expired,
+                                                ``iat`` in the future, ``exp - iat`` > 3600,
+                                                ``iss`` not the key's account; see
+                                                :mod:`gateway.api.auth`)
 101   Invalid arguments: <param> ...            a parameter is missing, ill-typed, out of range or
                                                 invalid (bad regex), or the body is not valid
                                                 JSON / form data; the msg names the parameter
@@ -27,6 +32,12 @@ code  msg (prefix)                              when
 9004  Scenario does not compile: line N: ...    AddScenario/SetScenarioInfo with a SyntaxError
 9005  script_custom_data is too long: ...       over ``Settings.custom_data_max_bytes`` bytes
 9006  Session could not be started: ...         the runtime refused StartScenarios (limits, ...)
+9010  Access denied: ...                        the service-account key's roles do not allow
+                                                the method (see ``GetRoles``)
+9011  Invalid key: ...                          the key does not exist in the account
+9012  Invalid role: ...                         no role with that id or name (``GetRoles``)
+9013  Invalid secret: ...                       the secret does not exist in the account
+9099  Too many sessions: ...                    HTTP 429: StartScenarios over the in-flight limit
 ====  ========================================  =================================================
 """
 
@@ -50,6 +61,10 @@ NAME_NOT_UNIQUE = 9003
 SCENARIO_DOES_NOT_COMPILE = 9004
 CUSTOM_DATA_TOO_LONG = 9005
 SESSION_NOT_STARTED = 9006
+ACCESS_DENIED = 9010
+INVALID_KEY = 9011
+INVALID_ROLE = 9012
+INVALID_SECRET = 9013
 
 
 class PlatformError(GatewayError):

@@ -13,11 +13,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from gateway.api.auth import Authenticator
+from gateway.api.auth import Authenticator, authorization_failed
 from gateway.api.errors import AUTHORIZATION_FAILED, PlatformError
 from gateway.api.params import read_params
+from gateway.api.responses import ERROR_BODY
 from gateway.runtime.records import ScenarioRunner
 from gateway.store import Store
+from gateway.store.keys import Permission
 
 
 def build_router(store: Store, runner: ScenarioRunner,
@@ -25,17 +27,27 @@ def build_router(store: Store, runner: ScenarioRunner,
     """The ``/logs/{session_id}`` route, authenticated like ``platform_api``."""
     router = APIRouter(tags=["sessions"])
 
+    error = {"application/json": {"schema": ERROR_BODY}}
+    text = {"text/plain": {"schema": {"type": "string"}}}
+
     @router.get("/logs/{session_id}", summary="Download a session log (text/plain)",
-                responses={404: {"description": "No such session in this account"}})
+                response_class=Response,
+                responses={200: {"description": "The log", "content": text},
+                           400: {"description": "Malformed parameters", "content": error},
+                           401: {"description": "Authorization failed", "content": error},
+                           404: {"description": "No such session in this account",
+                                 "content": text}})
     async def session_log(request: Request, session_id: str) -> Response:
         try:
             params = await read_params(request)
             headers = {k.lower(): v for k, v in request.headers.items()}
-            account = await authenticator(params, headers, store)
+            principal = await authenticator(params, headers, store)
+            if principal.permission < Permission.READ:
+                raise authorization_failed()
         except PlatformError as exc:
             status = 401 if exc.code == AUTHORIZATION_FAILED else 400
             return JSONResponse(exc.body(), status_code=status)
-        text = await runner.session_log(account.account_id, session_id)
+        text = await runner.session_log(principal.account.account_id, session_id)
         if text is None:
             return Response(b"session log not found\n", status_code=404, media_type="text/plain")
         return Response(text.encode("utf-8"), media_type="text/plain; charset=utf-8")

@@ -26,6 +26,8 @@ from gateway.api.errors import (
 
 #: Voximplant's date format (always UTC).
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+#: Integers are ids and counts: they must fit a 32-bit signed database column.
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -160,7 +162,9 @@ class Params:
         try:
             number = int(value.strip())
         except ValueError as exc:
-            raise invalid_argument(name, f"must be an integer, got {value!r}") from exc
+            raise invalid_argument(name, f"must be an integer, got {value[:50]!r}") from exc
+        if not INT_MIN <= number <= INT_MAX:
+            raise invalid_argument(name, f"is out of range ({INT_MIN}..{INT_MAX})")
         if minimum is not None and number < minimum:
             raise invalid_argument(name, f"must be >= {minimum}, got {number}")
         return number
@@ -195,10 +199,13 @@ class Params:
         if items is None:
             return None
         try:
-            return [int(item) for item in items]
+            numbers = [int(item) for item in items]
         except ValueError as exc:
-            raise invalid_argument(name, f"must be a list of integers, got {self.raw(name)!r}"
-                                   ) from exc
+            raise invalid_argument(name, "must be a list of integers, got "
+                                         f"{(self.raw(name) or '')[:50]!r}") from exc
+        if any(not INT_MIN <= n <= INT_MAX for n in numbers):
+            raise invalid_argument(name, f"has an item out of range ({INT_MIN}..{INT_MAX})")
+        return numbers
 
     def is_all(self, name: str) -> bool:
         """Whether ``name`` is Voximplant's ``all`` (select every item)."""

@@ -3,7 +3,10 @@
 Follows Voximplant's HTTP API transport: a method is called as
 ``POST /platform_api`` with a ``cmd`` field, or as ``/platform_api/{Method}/``; GET
 with a query string works too. Parameters come form-encoded, as a JSON object or in
-the query string (:mod:`gateway.api.params`). Every reply is JSON with HTTP 200:
+the query string (:mod:`gateway.api.params`). The caller is authenticated by
+:mod:`gateway.api.auth` and must hold the method's permission
+(:attr:`gateway.api.registry.MethodSpec.permission`; error 9010 otherwise). Every
+reply is JSON with HTTP 200:
 ``{"result": ...}`` or ``{"error": {"code", "msg"}}`` (codes in
 :mod:`gateway.api.errors`). Each method also has its own documented route in
 ``/openapi.json``.
@@ -18,13 +21,19 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from gateway.api import config_methods as _config_methods  # noqa: F401 (registers methods)
+from gateway.api import key_methods as _key_methods  # noqa: F401 (registers methods)
+from gateway.api import secret_methods as _secret_methods  # noqa: F401 (registers methods)
 from gateway.api import session_methods as _session_methods  # noqa: F401 (registers methods)
-from gateway.api.auth import Authenticator
+from gateway.api.auth import Authenticator, Principal
 from gateway.api.errors import (
+    ACCESS_DENIED,
     INTERNAL_ERROR,
     INVALID_APPLICATION,
+    INVALID_KEY,
+    INVALID_ROLE,
     INVALID_RULE,
     INVALID_SCENARIO,
+    INVALID_SECRET,
     MISSING_CMD,
     NAME_NOT_UNIQUE,
     UNKNOWN_COMMAND,
@@ -34,14 +43,17 @@ from gateway.api.params import read_params
 from gateway.api.registry import COMMON_PARAMS, METHODS, CallContext, MethodSpec, lookup
 from gateway.runtime.records import ScenarioRunner
 from gateway.settings import Settings
-from gateway.store import AlreadyExists, NotFound, Store
+from gateway.store import AccountInfo, AlreadyExists, NotFound, Store
+from gateway.store.keys import ROLES, Permission
 
 log = logging.getLogger(__name__)
 
 _NOT_FOUND_CODES = {"application": INVALID_APPLICATION, "scenario": INVALID_SCENARIO,
-                    "rule": INVALID_RULE}
+                    "rule": INVALID_RULE, "key": INVALID_KEY, "role": INVALID_ROLE,
+                    "secret": INVALID_SECRET}
 _NOT_FOUND_MSGS = {"application": "Invalid application", "scenario": "Invalid scenario",
-                   "rule": "Invalid rule"}
+                   "rule": "Invalid rule", "key": "Invalid key", "role": "Invalid role",
+                   "secret": "Invalid secret"}
 
 
 def _store_error(exc: NotFound | AlreadyExists) -> PlatformError:
@@ -83,8 +95,15 @@ class PlatformApi:
                 raise PlatformError(UNKNOWN_COMMAND, f"Unknown command: {name[:100]}")
             method = spec.name
             headers = {k.lower(): v for k, v in request.headers.items()}
-            account = await self.authenticator(params, headers, self.store)
-            ctx = CallContext(self.store, self.runner, self.settings, account)
+            principal = await self.authenticator(params, headers, self.store)
+            if isinstance(principal, AccountInfo):  # an authenticator from before roles
+                principal = Principal(principal, Permission.ADMIN)
+            if principal.permission < spec.permission:
+                raise PlatformError(ACCESS_DENIED,
+                                    f"Access denied: the key's roles do not allow {spec.name} "
+                                    f"(needs {spec.permission.name.lower()} permission)")
+            ctx = CallContext(self.store, self.runner, self.settings, principal.account,
+                              principal.permission, principal.key_id)
             try:
                 result = await spec.handler(ctx, params)
             except (NotFound, AlreadyExists) as exc:
@@ -117,6 +136,10 @@ _REPLY_DOC = ("Reply: HTTP 200 with `{\"result\": ...}` or `{\"error\": {\"code\
               "Parameters may also be sent in the query string (GET or POST).")
 
 
+def _roles_allowed(level: Permission) -> str:
+    return ", ".join(r.role_name for r in ROLES if r.permission >= level) + " or `api_key`"
+
+
 def build_router(api: PlatformApi) -> APIRouter:
     """Routes of ``/platform_api``: the ``cmd`` endpoint, one per method, and a catch-all."""
     router = APIRouter(tags=["platform_api"])
@@ -128,8 +151,10 @@ def build_router(api: PlatformApi) -> APIRouter:
     router.add_api_route(
         "/platform_api", by_cmd, methods=["POST"], summary="Call a method by `cmd`",
         description=("Voximplant-compatible HTTP API. Send `cmd` (the method name), "
-                     "`account_id`, `api_key` and the method's parameters form-encoded, as a "
-                     f"JSON object, or in the query string. {_REPLY_DOC}\n\nMethods:\n"
+                     "`account_id`, `api_key` (or `Authorization: Bearer <JWT>` signed RS256 "
+                     "by a service-account key from CreateKey) and the method's parameters "
+                     f"form-encoded, as a JSON object, or in the query string. {_REPLY_DOC}"
+                     "\n\nMethods:\n"
                      + methods_doc),
         response_class=JSONResponse, operation_id="platform_api")
     router.add_api_route("/platform_api", by_cmd, methods=["GET"], include_in_schema=False)
@@ -145,7 +170,9 @@ def build_router(api: PlatformApi) -> APIRouter:
 
         router.add_api_route(
             f"/platform_api/{spec.name}/", make(spec.name), methods=["POST"],
-            summary=spec.name, description=f"{spec.summary}\n\n{_REPLY_DOC}",
+            summary=spec.name,
+            description=(f"{spec.summary}\n\nRole: needs {spec.permission.name.lower()} "
+                         f"permission ({_roles_allowed(spec.permission)}). {_REPLY_DOC}"),
             openapi_extra=_openapi_extra(spec), response_class=JSONResponse,
             operation_id=f"platform_api_{spec.name}")
 

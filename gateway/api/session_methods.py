@@ -2,8 +2,11 @@
 
 They follow Voximplant's HTTP API methods of the same names. StartScenarios resolves
 the rule in the caller's account, checks ``script_custom_data`` against
-``Settings.custom_data_max_bytes`` and hands a :class:`RuleMatch` to the runtime's
-``ScenarioRunner``. GetCallHistory reads the session CDRs the runtime stored.
+``Settings.custom_data_max_bytes``, refuses with HTTP 429 (error
+:data:`TOO_MANY_SESSIONS`) when the account already has
+``Settings.max_sessions_per_account`` sessions in flight, and hands a
+:class:`RuleMatch` to the runtime's ``ScenarioRunner``. GetCallHistory reads the
+session CDRs the runtime stored.
 """
 
 from __future__ import annotations
@@ -28,22 +31,33 @@ from gateway.runtime.records import CallRecord, SessionRecord
 
 #: GetCallHistory's window when from_date is not given.
 DEFAULT_HISTORY_WINDOW = timedelta(days=30)
+#: StartScenarios over ``Settings.max_sessions_per_account`` in flight (HTTP 429); see the
+#: code table in :mod:`gateway.api.errors`.
+TOO_MANY_SESSIONS = 9099
 
 
 @platform_method("StartScenarios", "Start a session running a rule's scenarios.", [
     ParamDoc("rule_id", "integer", "Rule id."),
-    ParamDoc("rule_name", "string", "Rule name (instead of rule_id), with the application."),
-    ParamDoc("application_id", "integer", "Application id, to find rule_name."),
-    ParamDoc("application_name", "string", "Application name, to find rule_name."),
+    ParamDoc("rule_name", "string", "Rule name (instead of rule_id); needs application_id "
+             "or application_name."),
+    ParamDoc("application_id", "integer", "Application id, to find rule_name (with rule_id: "
+             "the rule must be in it)."),
+    ParamDoc("application_name", "string", "Application name (instead of application_id)."),
     ParamDoc("script_custom_data", "string", "Data for VoxEngine.custom_data(), at most "
              "Settings.custom_data_max_bytes bytes in UTF-8."),
 ])
 async def start_scenarios(ctx: CallContext, params: Params) -> dict[str, Any]:
     """StartScenarios -> ``{"result": 1, "media_session_access_url",
     "media_session_access_secure_url", "call_session_history_id"}``.
+
+    Raises:
+        PlatformError: 101 without a rule (or rule_name without the application), 147
+            for a rule not in the account, 375 for a rule with no scenario, 9005 for
+            oversized custom data, 9099 with HTTP 429 when the account already has
+            ``Settings.max_sessions_per_account`` sessions in flight.
     """
     rule_id = params.integer("rule_id")
-    rule_name = params.string("rule_name")
+    rule_name = None if rule_id is not None else params.string("rule_name")
     if rule_id is None and rule_name is None:
         raise missing_argument("rule_id", "rule_name")
     custom_data = params.string("script_custom_data", allow_empty=True)
@@ -54,13 +68,19 @@ async def start_scenarios(ctx: CallContext, params: Params) -> dict[str, Any]:
             raise PlatformError(CUSTOM_DATA_TOO_LONG,
                                 f"script_custom_data is too long: {size} bytes, the limit is "
                                 f"{limit} bytes")
-    app_id = await application_id_of(ctx, params, required=False)
+    app_id = await application_id_of(ctx, params, required=rule_name is not None)
     match = await ctx.store.resolve_rule(ctx.account.account_id, rule_id=rule_id,
                                          rule_name=rule_name, application_id=app_id)
     if not match.scenarios:
         raise PlatformError(RULE_HAS_NO_SCENARIOS,
                             f"Rule has no scenarios: rule_id {match.rule_id} "
                             f"({match.rule_name!r}) has no scenario bound")
+    limit = ctx.settings.max_sessions_per_account
+    in_flight = ctx.runner.active_sessions(ctx.account.account_id)
+    if in_flight >= limit:
+        raise PlatformError(TOO_MANY_SESSIONS,
+                            f"Too many sessions: the account has {in_flight} sessions in "
+                            f"flight, the limit is {limit}", http_status=429)
     try:
         started = await ctx.runner.start_scenarios(match, custom_data)
     except LimitExceeded as exc:
@@ -84,7 +104,8 @@ def _call_item(call: CallRecord) -> dict[str, Any]:
             "direction": call.direction}
 
 
-def _session_item(record: SessionRecord, with_calls: bool) -> dict[str, Any]:
+def _session_item(record: SessionRecord, with_calls: bool, with_records: bool,
+                  with_other_resources: bool) -> dict[str, Any]:
     item: dict[str, Any] = {
         "call_session_history_id": record.call_session_history_id,
         "session_id": record.session_id,
@@ -102,6 +123,14 @@ def _session_item(record: SessionRecord, with_calls: bool) -> dict[str, Any]:
     }
     if with_calls:
         item["calls"] = [_call_item(c) for c in record.calls]
+    if with_records:
+        # Voximplant's RecordInfoType items (record_id, record_name, record_url,
+        # start_time, duration, call_id, ...); the gateway does not record yet.
+        item["records"] = []
+    if with_other_resources:
+        # Voximplant's ResourceUsageType items (resource_usage_id, resource_type,
+        # used_at, ...); the gateway bills no resources.
+        item["other_resource_usage"] = []
     return item
 
 
@@ -115,11 +144,18 @@ def _session_item(record: SessionRecord, with_calls: bool) -> dict[str, Any]:
     ParamDoc("application_name", "string", "Only this application's sessions."),
     ParamDoc("rule_name", "string", "Only sessions started by a rule of this name."),
     ParamDoc("with_calls", "boolean", "Include each session's calls."),
+    ParamDoc("with_records", "boolean", "Include each session's records (RecordInfoType "
+             "list; empty: the gateway does not record yet)."),
+    ParamDoc("with_other_resources", "boolean", "Include other_resource_usage "
+             "(ResourceUsageType list; always empty)."),
     ParamDoc("desc_order", "boolean", "Newest first."),
+    ParamDoc("with_total_count", "boolean", "Report total_count (default true)."),
     *PAGING_PARAMS,
 ])
 async def get_call_history(ctx: CallContext, params: Params) -> dict[str, Any]:
-    """GetCallHistory -> ``{"result": [CallSessionInfo...], "count", "total_count"}``."""
+    """GetCallHistory -> ``{"result": [CallSessionInfo...], "count", "total_count",
+    "timezone"}``; only the caller's sessions, oldest first unless ``desc_order``.
+    """
     to_date = params.date("to_date") or datetime.now(UTC)
     from_date = params.date("from_date") or (to_date - DEFAULT_HISTORY_WINDOW)
     if from_date > to_date:
@@ -132,7 +168,11 @@ async def get_call_history(ctx: CallContext, params: Params) -> dict[str, Any]:
         call_session_history_ids=params.int_list("call_session_history_id"),
         application_id=app_id, rule_name=params.string("rule_name"), with_calls=with_calls,
         desc_order=params.boolean("desc_order"), offset=offset, count=count)
-    items = [_session_item(r, with_calls) for r in page.items]
-    return {"result": items, "count": len(items), "total_count": page.total_count,
-            "timezone": "Etc/GMT"}
+    items = [_session_item(r, with_calls, params.boolean("with_records"),
+                           params.boolean("with_other_resources")) for r in page.items]
+    reply: dict[str, Any] = {"result": items, "count": len(items)}
+    if params.boolean("with_total_count", default=True):
+        reply["total_count"] = page.total_count
+    reply["timezone"] = "Etc/GMT"
+    return reply
 

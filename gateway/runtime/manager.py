@@ -93,9 +93,11 @@ class Runtime:
         return session
 
     async def session_ended(self, session: Session) -> None:
-        """Called by a session once it has ended: write its CDR and forget it."""
-        self.sessions.pop(session.id, None)
-        self.recent.append(session)
+        """Called by a session once it has ended: write its log and CDR, then forget it.
+
+        The session stays in :attr:`sessions` until its CDR is stored, so whoever sees
+        it gone can read its history.
+        """
         if self.logs_dir is not None:
             try:
                 await asyncio.to_thread(self._write_log, session)
@@ -105,6 +107,9 @@ class Runtime:
             await self.store.session_finished(session.record)
         except Exception:
             log.exception("[session %s] writing the CDR failed", session.id)
+        finally:
+            self.sessions.pop(session.id, None)
+            self.recent.append(session)
 
     async def start_scenarios(self, match: RuleMatch, custom_data: str | None,
                               initiator: str = "") -> StartedSession:

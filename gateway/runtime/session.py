@@ -104,9 +104,10 @@ class Session(EventTarget):
 
     @property
     def secure_access_url(self) -> str:
-        """``media_session_access_secure_url`` (https when the gateway serves TLS)."""
-        url = self.access_url
-        return url if self.runtime.tls else url.replace("http://", "https://", 1)
+        """``media_session_access_secure_url``: https exactly when the gateway's base URL is
+        (``VGW_TLS_CERT``/``VGW_TLS_KEY``, or an https ``VGW_PUBLIC_URL`` behind a proxy);
+        otherwise the same as :attr:`access_url`, since nothing would serve https."""
+        return self.access_url
 
     def __repr__(self) -> str:
         return f"<Session {self.id} rule={self.match.rule_name}>"

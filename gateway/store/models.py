@@ -210,3 +210,58 @@ class CallRow(Base):
     result_code: Mapped[int] = mapped_column(Integer, default=0)
     finish_reason: Mapped[str] = mapped_column(String(200), default="")
     direction: Mapped[str] = mapped_column(String(16), default="")
+
+
+class ApiKey(Base):
+    """A service-account key (Voximplant's CreateKey): only the RSA public key is stored.
+
+    ``key_id`` is the JWT ``kid``; the private key is handed out once by CreateKey.
+    """
+
+    __tablename__ = "api_keys"
+
+    key_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    key_name: Mapped[str] = mapped_column(String(50), default="")
+    description: Mapped[str] = mapped_column(String(1000), default="")
+    #: SubjectPublicKeyInfo PEM of the key pair's public half.
+    public_key: Mapped[str] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    roles: Mapped[list[ApiKeyRole]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="ApiKeyRole.role_id",
+    )
+
+
+class ApiKeyRole(Base):
+    """One role granted to a key (role ids are defined in :mod:`gateway.store.keys`)."""
+
+    __tablename__ = "api_key_roles"
+
+    key_id: Mapped[str] = mapped_column(
+        ForeignKey("api_keys.key_id", ondelete="CASCADE"), primary_key=True
+    )
+    role_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+
+
+class Secret(Base):
+    """A named secret of an account (Voximplant's AddSecret), read by scenarios.
+
+    ``secret_value`` is ``fernet:<token>`` when ``VGW_SECRETS_KEY`` was set when it was
+    written, else ``plain:<value>`` (see :mod:`gateway.store.secrets`).
+    """
+
+    __tablename__ = "secrets"
+    __table_args__ = (UniqueConstraint("account_id", "secret_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    secret_name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(String(1000), default="")
+    secret_value: Mapped[str] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    modified: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

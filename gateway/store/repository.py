@@ -1,8 +1,9 @@
 """The gateway store: accounts, applications, scenarios, rules and call history.
 
 Operations follow Voximplant's HTTP API methods of the same names (AddApplication,
-GetApplications, AddScenario, GetScenarios, SetScenarioInfo, DelScenario, AddRule,
-GetRules, DelRule, GetCallHistory) and implement the runtime's
+GetApplications, SetApplicationInfo, AddScenario, GetScenarios, SetScenarioInfo,
+DelScenario, BindScenario, ReorderScenarios, AddRule, GetRules, SetRuleInfo,
+ReorderRules, DelRule, GetCallHistory) and implement the runtime's
 :class:`gateway.runtime.records.SessionStore` protocol. Every management operation
 is scoped to one ``account_id``.
 
@@ -31,6 +32,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 from gateway.runtime.records import CallRecord, RuleMatch, ScenarioSource, SessionRecord
 from gateway.store.db import create_engine, is_sqlite, run_migrations
 from gateway.store.errors import AlreadyExists, NotFound
+from gateway.store.keys import KeysMixin
 from gateway.store.models import (
     Account,
     Application,
@@ -49,6 +51,7 @@ from gateway.store.records import (
     ScenarioInfo,
     ScenarioRef,
 )
+from gateway.store.secrets import SecretsMixin
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -185,7 +188,7 @@ def _find_owned(s: Session, model: Any, kind: str, account_id: int, obj_id: int 
         raise NotFound(kind, obj_id if obj_id is not None else name)
     return row
 
-class Store:
+class Store(KeysMixin, SecretsMixin):
     """Persistent state of the gateway; implements ``SessionStore``.
 
     Create with :func:`open_store`; call :meth:`close` when done.
@@ -233,9 +236,10 @@ class Store:
 
     @_offloaded
     def authenticate(self, account_id: int, api_key: str) -> AccountInfo | None:
-        """The account if ``api_key`` is its key, else ``None``."""
+        """The account if ``api_key`` is its key, else ``None`` (also for ids no column holds)."""
         with self._sessions() as s:
-            account = s.get(Account, account_id)
+            in_range = -(2**31) <= account_id < 2**31
+            account = s.get(Account, account_id) if in_range else None
             if account is None:
                 verify_api_key(api_key, hash_api_key("", b"\0" * 16))  # same work either way
                 return None
@@ -341,6 +345,32 @@ class Store:
             for app in {a.id: a for a in apps}.values():
                 s.delete(app)
             return len({a.id for a in apps})
+
+    @_offloaded
+    def set_application_info(self, account_id: int, *, application_id: int | None = None,
+                             application_name: str | None = None,
+                             new_name: str | None = None) -> ApplicationInfo:
+        """SetApplicationInfo: rename an application (found by id or by name).
+
+        Raises:
+            NotFound: no such application in the account.
+            AlreadyExists: ``new_name`` is taken by another application.
+        """
+        try:
+            with self._sessions.begin() as s:
+                app = self._find_app(s, account_id, application_id, application_name)
+                if new_name is not None and new_name != app.application_name:
+                    taken = s.scalar(select(Application.id).where(
+                        Application.account_id == account_id,
+                        Application.application_name == new_name))
+                    if taken is not None:
+                        raise AlreadyExists("application", new_name)
+                    app.application_name = new_name
+                    app.modified = utcnow()
+                s.flush()
+                return _app_info(app)
+        except IntegrityError as exc:
+            raise AlreadyExists("application", new_name or "") from exc
 
     # -- scenarios --------------------------------------------------------------------
 
@@ -540,6 +570,151 @@ class Store:
             for rule in unique.values():
                 s.delete(rule)
             return len(unique)
+
+    def _find_rule(self, s: Session, account_id: int, rule_id: int | None,
+                   rule_name: str | None, application_id: int | None) -> Rule:
+        """The account's rule by id, or by name inside ``application_id``.
+
+        Raises:
+            NotFound: no such rule in the account (``kind == "rule"``).
+        """
+        stmt = self._rules_stmt(account_id, application_id,
+                                None if rule_id is None else [rule_id],
+                                None if rule_name is None else [rule_name])
+        rule = s.scalars(stmt.options(*_RULE_LOAD)
+                         .order_by(Rule.application_id, Rule.position, Rule.id)).first()
+        if rule is None:
+            raise NotFound("rule", rule_id if rule_id is not None else rule_name)
+        return rule
+
+    @_offloaded
+    def set_rule_info(self, account_id: int, *, rule_id: int, new_name: str | None = None,
+                      rule_pattern: str | None = None,
+                      rule_pattern_exclude: str | None = None) -> RuleInfo:
+        """SetRuleInfo: rename a rule and/or change its patterns (``None`` leaves a field).
+
+        Raises:
+            NotFound: no such rule in the account.
+            AlreadyExists: the application already has another rule named ``new_name``.
+        """
+        try:
+            with self._sessions.begin() as s:
+                rule = self._find_rule(s, account_id, rule_id, None, None)
+                if new_name is not None and new_name != rule.rule_name:
+                    taken = s.scalar(select(Rule.id).where(
+                        Rule.application_id == rule.application_id, Rule.rule_name == new_name))
+                    if taken is not None:
+                        raise AlreadyExists("rule", new_name)
+                    rule.rule_name = new_name
+                if rule_pattern is not None:
+                    rule.rule_pattern = rule_pattern
+                if rule_pattern_exclude is not None:
+                    rule.rule_pattern_exclude = rule_pattern_exclude
+                rule.modified = utcnow()
+                s.flush()
+                return _rule_info(rule)
+        except IntegrityError as exc:
+            raise AlreadyExists("rule", new_name or "") from exc
+
+    @_offloaded
+    def reorder_rules(self, account_id: int, rule_ids: Sequence[int]) -> None:
+        """ReorderRules: the listed rules are tried first, in the order given.
+
+        Rules of the same application that are not listed keep their relative order
+        after the listed ones; rules of several applications are reordered per
+        application.
+
+        Raises:
+            NotFound: one of the rules does not exist in the account (nothing changes).
+        """
+        with self._sessions.begin() as s:
+            listed: list[Rule] = []
+            for rid in dict.fromkeys(rule_ids):
+                listed.append(self._find_rule(s, account_id, rid, None, None))
+            for app_id in dict.fromkeys(r.application_id for r in listed):
+                first = [r for r in listed if r.application_id == app_id]
+                first_ids = {r.id for r in first}
+                rest = [r for r in s.scalars(select(Rule).where(Rule.application_id == app_id)
+                                             .order_by(Rule.position, Rule.id))
+                        if r.id not in first_ids]
+                for pos, rule in enumerate([*first, *rest]):
+                    rule.position = pos
+
+    @_offloaded
+    def bind_scenarios(self, account_id: int, *, rule_id: int | None = None,
+                       rule_name: str | None = None, application_id: int | None = None,
+                       scenario_ids: Sequence[int] = (), scenario_names: Sequence[str] = (),
+                       all_scenarios: bool = False, bind: bool = True) -> RuleInfo:
+        """BindScenario: bind scenarios to a rule (appended in the order given) or unbind them.
+
+        Args:
+            rule_id: the rule, or ``rule_name`` inside ``application_id``.
+            scenario_ids: scenarios by id (first), then ``scenario_names``.
+            all_scenarios: every scenario of the account (bind) or of the rule (unbind).
+            bind: ``False`` unbinds; scenarios not bound are ignored.
+
+        Raises:
+            NotFound: the rule or one of the scenarios does not exist (nothing changes).
+        """
+        with self._sessions.begin() as s:
+            rule = self._find_rule(s, account_id, rule_id, rule_name, application_id)
+            if all_scenarios:
+                chosen = list(s.scalars(select(Scenario).where(Scenario.account_id == account_id)
+                                        .order_by(Scenario.id)))
+            else:
+                chosen = [self._find_scenario(s, account_id, i, None) for i in scenario_ids]
+                chosen += [self._find_scenario(s, account_id, None, n) for n in scenario_names]
+            chosen_ids = list(dict.fromkeys(sc.id for sc in chosen))
+            bound = list(rule.bindings)
+            bound_ids = {b.scenario_id for b in bound}
+            if bind:
+                for sc_id in chosen_ids:
+                    if sc_id not in bound_ids:
+                        rule.bindings.append(RuleScenario(rule_id=rule.id, scenario_id=sc_id,
+                                                          position=len(rule.bindings)))
+            else:
+                drop = set(chosen_ids)
+                for b in bound:
+                    if b.scenario_id in drop:
+                        rule.bindings.remove(b)
+            for pos, b in enumerate(rule.bindings):
+                b.position = pos
+            rule.modified = utcnow()
+            s.flush()
+            rule_pk = rule.id
+        with self._sessions() as s:
+            return _rule_info(s.scalars(select(Rule).options(*_RULE_LOAD)
+                                        .where(Rule.id == rule_pk)).one())
+
+    @_offloaded
+    def reorder_scenarios(self, account_id: int, *, rule_id: int | None = None,
+                          rule_name: str | None = None, application_id: int | None = None,
+                          scenario_ids: Sequence[int] = ()) -> RuleInfo:
+        """ReorderScenarios: the listed scenarios of the rule run first, in the order given.
+
+        Bound scenarios that are not listed keep their relative order after them.
+
+        Raises:
+            NotFound: the rule does not exist, or a listed scenario is not bound to it.
+        """
+        with self._sessions.begin() as s:
+            rule = self._find_rule(s, account_id, rule_id, rule_name, application_id)
+            by_id = {b.scenario_id: b for b in rule.bindings}
+            first = []
+            for sc_id in dict.fromkeys(scenario_ids):
+                if sc_id not in by_id:
+                    raise NotFound("scenario", sc_id)
+                first.append(by_id[sc_id])
+            first_ids = {b.scenario_id for b in first}
+            ordered = [*first, *(b for b in rule.bindings if b.scenario_id not in first_ids)]
+            for pos, b in enumerate(ordered):
+                b.position = pos
+            rule.modified = utcnow()
+            s.flush()
+            rule_pk = rule.id
+        with self._sessions() as s:
+            return _rule_info(s.scalars(select(Rule).options(*_RULE_LOAD)
+                                        .where(Rule.id == rule_pk)).one())
 
     @_offloaded
     def resolve_rule(self, account_id: int, *, rule_id: int | None = None,

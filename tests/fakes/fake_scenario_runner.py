@@ -38,11 +38,17 @@ class FakeScenarioRunner:
         default_factory=lambda: AccessResponse(200, b'{"ok":true}', "application/json"))
     #: Raised by start_scenarios when set (to test the runtime refusing a session).
     fail_with: GatewayError | None = None
+    #: Sessions in flight per account: started ones count until :meth:`finish`; tests may
+    #: also set a number directly.
+    in_flight: dict[int, int] = field(default_factory=dict)
+    #: Session logs by (account id, session id), for ``session_log``.
+    logs: dict[tuple[int, str], str] = field(default_factory=dict)
 
     async def start_scenarios(self, match: RuleMatch, custom_data: str | None) -> StartedSession:
         if self.fail_with is not None:
             raise self.fail_with
         self.started.append((match, custom_data))
+        self.in_flight[match.account_id] = self.in_flight.get(match.account_id, 0) + 1
         n = len(self.started)
         session_id = f"s{n}"
         history_id = 1000 + n
@@ -64,3 +70,15 @@ class FakeScenarioRunner:
         if secret != f"secret-{n}" or not n.isdigit() or int(n) > len(self.started):
             return AccessResponse(404, b"no such session\n")
         return self.access_reply
+
+    def active_sessions(self, account_id: int) -> int:
+        """Sessions of ``account_id`` started and not yet finished."""
+        return self.in_flight.get(account_id, 0)
+
+    def finish(self, account_id: int) -> None:
+        """One of ``account_id``'s sessions ends."""
+        self.in_flight[account_id] = max(0, self.in_flight.get(account_id, 0) - 1)
+
+    async def session_log(self, account_id: int, session_id: str) -> str | None:
+        """The log stored in :attr:`logs`, or ``None`` (unknown or another account's)."""
+        return self.logs.get((account_id, session_id))
