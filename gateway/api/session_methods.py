@@ -105,8 +105,10 @@ def _call_item(call: CallRecord) -> dict[str, Any]:
 
 
 def _session_item(record: SessionRecord, with_calls: bool, with_records: bool,
-                  with_other_resources: bool) -> dict[str, Any]:
+                  with_other_resources: bool, base_url: str) -> dict[str, Any]:
     item: dict[str, Any] = {
+        # the session log (Logger.write, events, errors), downloadable with the same auth
+        "log_file_url": f"{base_url}/logs/{record.session_id}",
         "call_session_history_id": record.call_session_history_id,
         "session_id": record.session_id,
         "account_id": record.account_id,
@@ -169,7 +171,8 @@ async def get_call_history(ctx: CallContext, params: Params) -> dict[str, Any]:
         application_id=app_id, rule_name=params.string("rule_name"), with_calls=with_calls,
         desc_order=params.boolean("desc_order"), offset=offset, count=count)
     items = [_session_item(r, with_calls, params.boolean("with_records"),
-                           params.boolean("with_other_resources")) for r in page.items]
+                           params.boolean("with_other_resources"),
+                           ctx.settings.http_base_url()) for r in page.items]
     reply: dict[str, Any] = {"result": items, "count": len(items)}
     if params.boolean("with_total_count", default=True):
         reply["total_count"] = page.total_count

@@ -48,3 +48,34 @@ async def test_http_request_round_trip_deadline_and_ended_session(e2e):
     await session.wait_ended(5)
     gone = await e2e.http.get(url)
     assert gone.status_code == 404
+
+
+LOGGED = """
+def on_started(e):
+    Logger.write("remember", VoxEngine.custom_data())
+    VoxEngine.terminate()
+VoxEngine.add_event_listener(AppEvents.Started, on_started)
+"""
+
+
+async def test_session_log_is_linked_from_history_and_downloadable(e2e):
+    rule_id = await e2e.rule_with("logged", LOGGED, name="logged")
+    started = await e2e.ok("StartScenarios", rule_id=rule_id, script_custom_data="lead-7")
+    sid = started["media_session_access_url"].split("/sessions/")[1].split("/")[0]
+    session = e2e.gw.runtime.find_session(sid)
+    await session.wait_ended(5)
+    hist = await e2e.ok("GetCallHistory", call_session_history_id=started[
+        "call_session_history_id"])
+    url = hist["result"][0]["log_file_url"]
+    assert url == f"{e2e.gw.settings.http_base_url()}/logs/{sid}"
+
+    e2e.gw.runtime.recent.clear()  # served from the file written at the end
+    reply = await e2e.http.get(url, params={"account_id": "1", "api_key": "e2e-key"})
+    assert reply.status_code == 200
+    assert "remember lead-7" in reply.text and "event AppEvents.Terminated" in reply.text
+
+    denied = await e2e.http.get(url, params={"account_id": "1", "api_key": "wrong"})
+    assert denied.status_code == 401 and denied.json()["error"]["code"] == 100
+    missing = await e2e.http.get(url[:-4] + "0000", params={"account_id": "1",
+                                                          "api_key": "e2e-key"})
+    assert missing.status_code == 404
