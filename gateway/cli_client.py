@@ -65,7 +65,7 @@ class PlatformClient:
             import jwt  # PyJWT, only needed for service-account auth
 
             now = int(time.time())
-            token = jwt.encode({"iss": int(self._creds["account_id"]), "iat": now,
+            token = jwt.encode({"iss": str(self._creds["account_id"]), "iat": now,
                                 "exp": now + 60},
                                self._creds["private_key"], algorithm="RS256",
                                headers={"kid": str(self._creds["key_id"])})

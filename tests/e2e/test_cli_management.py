@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 from typer.testing import CliRunner
 
@@ -50,3 +51,25 @@ async def test_push_start_and_history(e2e, tmp_path):
 
     out = await vgw(e2e, "history", "--count", "5")
     assert "greet" in out and "1 of 1 sessions" in out
+
+
+async def test_keys_create_then_jwt_auth_from_the_credentials_file(e2e, tmp_path):
+    creds = tmp_path / "key.json"
+    out = await vgw(e2e, "keys", "create", "--description", "ci", "--role", "Viewer",
+                    "--out", str(creds))
+    assert "written to" in out
+    assert oct(creds.stat().st_mode & 0o777) == "0o600"
+    data = json.loads(creds.read_text())
+    assert data["account_id"] == 1 and "BEGIN" in data["private_key"]
+
+    env = {"VGW_URL": e2e.gw.settings.http_base_url(), "VGW_ACCOUNT_ID": "",
+           "VGW_API_KEY": "", "VGW_CREDENTIALS": str(creds)}
+    result = await asyncio.to_thread(CliRunner().invoke, app, ["history"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "0 of 0 sessions" in result.output
+    # a Viewer key may not upload code
+    script = tmp_path / "x.py"
+    script.write_text("pass\n")
+    result = await asyncio.to_thread(CliRunner().invoke, app,
+                                     ["scenarios", "push", str(script), "--rule", "x"], env=env)
+    assert result.exit_code == 1 and "9010" in result.output
