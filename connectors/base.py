@@ -15,6 +15,7 @@ preferred rate and the route edge does the one resample.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -167,6 +168,21 @@ def _describe(exc: BaseException, describe: Callable[[BaseException], str]) -> s
     return describe(exc)
 
 
+class VoiceAIEvents:
+    """Events every Voice AI connector dispatches under the same name.
+
+    ``ToolCall``: the AI calls a function; payload ``name`` (str), ``call_id`` (str),
+    ``arguments`` (dict, parsed from the vendor's JSON), ``data`` (the vendor message),
+    ``client``. Answer with ``client.send_tool_result(call_id, result)``.
+
+    ``WebSocketClosed``: the vendor connection is gone; payload ``code`` (RFC 6455
+    close code, 1006 when it dropped), ``reason``, ``client``. The call is not hung up.
+    """
+
+    ToolCall = "VoiceAIEvents.ToolCall"
+    WebSocketClosed = "VoiceAIEvents.WebSocketClosed"
+
+
 class VoiceAIClient(MediaUnit, EventTarget):
     """Base class of every Voice AI connector: a media unit and an event target.
 
@@ -197,6 +213,26 @@ class VoiceAIClient(MediaUnit, EventTarget):
         register = getattr(session, "register_unit", None)
         if callable(register):
             register(self)
+
+    def send_tool_result(self, call_id: str, result: Any) -> Any:
+        """Answer a ``VoiceAIEvents.ToolCall`` with ``result`` (JSON-serialisable or str).
+
+        Each connector maps this onto its vendor's message (OpenAI
+        ``function_call_output``, Gemini ``toolResponse``, ...).
+        """
+        raise NotImplementedError
+
+    def _dispatch_tool_call(self, name: str, call_id: str, arguments: Any,
+                            data: dict[str, Any]) -> None:
+        """Dispatch ``VoiceAIEvents.ToolCall``; ``arguments`` may be a JSON string or a dict."""
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments) if arguments.strip() else {}
+            except ValueError:
+                arguments = {"_raw": arguments}
+        self.dispatch(VoiceAIEvents.ToolCall, name=name, call_id=call_id,
+                      arguments=arguments if arguments is not None else {}, data=data,
+                      client=self)
 
     # -- lifecycle --------------------------------------------------------------
     @property

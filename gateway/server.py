@@ -31,9 +31,10 @@ SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
 def scenario_globals() -> dict[str, object]:
     """Connector namespaces put into every scenario's globals."""
+    from connectors.base import VoiceAIEvents
     from connectors.openai import OpenAI
 
-    return {"OpenAI": OpenAI}
+    return {"OpenAI": OpenAI, "VoiceAIEvents": VoiceAIEvents}
 
 
 class Gateway:

@@ -353,6 +353,9 @@ class RealtimeAPIClient(VoiceAIClient):
             )
         self.dispatch(event_name(kind if isinstance(kind, str) else None),
                       data=data, client=self)
+        if kind == "response.function_call_arguments.done":
+            self._dispatch_tool_call(str(data.get("name") or ""), str(data.get("call_id") or ""),
+                                     data.get("arguments"), data)
 
     def _on_session(self, session: Any) -> None:
         if not isinstance(session, dict):

@@ -13,6 +13,8 @@ vendor JSON as ``event.data`` (a dict) and the client as ``event.client``.
 
 from __future__ import annotations
 
+from connectors.base import VoiceAIEvents
+
 _PREFIX = "OpenAI.RealtimeAPIEvents."
 
 
@@ -79,7 +81,8 @@ class RealtimeAPIEvents:
     Error = _PREFIX + "Error"
     # connector-side events
     #: The WebSocket closed (by either side); payload ``code`` and ``reason``.
-    WebSocketClosed = _PREFIX + "WebSocketClosed"
+    WebSocketClosed = VoiceAIEvents.WebSocketClosed  # the same for every connector
+    ToolCall = VoiceAIEvents.ToolCall  # also fired for response.function_call_arguments.done
     #: A server event whose ``type`` is not in :data:`SERVER_EVENT_MAP`.
     Unknown = _PREFIX + "Unknown"
 

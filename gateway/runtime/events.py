@@ -22,14 +22,17 @@ Handler = Callable[["Event"], Any]
 
 
 class Event:
-    """One event: ``name`` plus payload attributes (``event.call``, ``event.data`` ...).
+    """One event: its type plus payload attributes (``event.call``, ``event.data`` ...).
 
+    ``event.event_name`` is the type (``CallEvents.Connected``); ``event.name`` is the
+    same unless the payload has its own ``name`` (a tool call's function name).
     Attribute access and ``event["key"]`` both work; unknown attributes are None
     so scenario code can probe optional fields.
     """
 
-    def __init__(self, name: str, **payload: Any) -> None:
-        self.name = name
+    def __init__(self, event_name: str, /, **payload: Any) -> None:
+        self.event_name = event_name
+        self.name = event_name
         self.__dict__.update(payload)
 
     def __getattr__(self, item: str) -> Any:
@@ -45,8 +48,8 @@ class Event:
         return dict(self.__dict__)
 
     def __repr__(self) -> str:
-        keys = ", ".join(k for k in self.__dict__ if k != "name")
-        return f"Event({self.name}: {keys})"
+        keys = ", ".join(k for k in self.__dict__ if k not in ("name", "event_name"))
+        return f"Event({self.event_name}: {keys})"
 
 
 class ErrorSink(Protocol):
@@ -102,7 +105,7 @@ class EventTarget:
         Exceptions never propagate to the caller: they go to the owning session.
         """
         ev = event if isinstance(event, Event) else Event(event, **payload)
-        handlers = self._listeners.get(ev.name)
+        handlers = self._listeners.get(ev.event_name)
         if not handlers:
             return ev
         run = getattr(self._owner, "run_in_context", None)
@@ -118,10 +121,10 @@ class EventTarget:
         try:
             result = handler(ev)
         except Exception as exc:
-            self._fail(exc, ev.name)
+            self._fail(exc, ev.event_name)
             return
         if inspect.isawaitable(result):
-            task = asyncio.ensure_future(self._await(result, ev.name))
+            task = asyncio.ensure_future(self._await(result, ev.event_name))
             if owner is not None:
                 owner.track_task(task)
 

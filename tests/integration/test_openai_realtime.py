@@ -389,3 +389,26 @@ async def test_fake_answers_invalid_client_events_with_error() -> None:
             reply = json.loads(await ws.recv())
         assert reply["type"] == "error"
         assert len(fake.invalid_received) == 1
+
+
+async def test_tool_call_surfaces_as_the_common_voice_ai_event(fake: FakeRealtimeServer) -> None:
+    from connectors.base import VoiceAIEvents
+
+    ai = await connect(fake)
+    calls: list[Event] = []
+
+    def on_tool(e: Event) -> None:
+        calls.append(e)
+        ai.send_tool_result(e.call_id, {"temperature_c": 21})
+
+    ai.add_event_listener(VoiceAIEvents.ToolCall, on_tool)
+    await fake.wait_for("session.update")
+    call_id = await fake.function_call("weather", {"city": "Oslo"})
+    await fake.wait_for("response.create")
+    [ev] = calls
+    assert (ev.event_name, ev.name, ev.call_id, ev.arguments) == (
+        VoiceAIEvents.ToolCall, "weather", call_id, {"city": "Oslo"})
+    assert ev.data["type"] == "response.function_call_arguments.done" and ev.client is ai
+    items = [e for e in fake.received_events if e["type"] == "conversation.item.create"]
+    assert items[-1]["item"]["output"] == '{"temperature_c": 21}'
+    await ai.close()
