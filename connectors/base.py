@@ -77,6 +77,30 @@ class Capabilities:
     transcripts: bool = False
 
     @property
+    def pcm_input(self) -> AudioFormat:
+        """The vendor's preferred PCM16 input (16 kHz for Gemini Live, 24 kHz for OpenAI).
+
+        Raises:
+            ValueError: the vendor accepts no PCM16 input.
+        """
+        for fmt in self.input_formats:
+            if not fmt.encoding.is_g711:
+                return fmt
+        raise ValueError("capabilities list no PCM16 input format")
+
+    @property
+    def pcm_output(self) -> AudioFormat:
+        """The vendor's preferred PCM16 output (24 kHz for Gemini Live and OpenAI).
+
+        Raises:
+            ValueError: the vendor produces no PCM16 output.
+        """
+        for fmt in self.output_formats:
+            if not fmt.encoding.is_g711:
+                return fmt
+        raise ValueError("capabilities list no PCM16 output format")
+
+    @property
     def preferred_pcm(self) -> AudioFormat:
         """The first PCM16 format both directions accept (the fallback format).
 
@@ -205,9 +229,8 @@ class VoiceAIClient(MediaUnit, EventTarget):
     def __init__(self, owner: ErrorSink | None = None) -> None:
         MediaUnit.__init__(self)
         EventTarget.__init__(self, owner)
-        fmt = self.capabilities.preferred_pcm
-        self.input_format = fmt
-        self.output_format = fmt
+        self.input_format = self.capabilities.pcm_input
+        self.output_format = self.capabilities.pcm_output
         self._closed = False
         session = owner if owner is not None else current_session.get(None)
         register = getattr(session, "register_unit", None)
@@ -246,12 +269,13 @@ class VoiceAIClient(MediaUnit, EventTarget):
         self.stop_all_media()
 
     # -- media ------------------------------------------------------------------
-    def choose_format(self, source_format: AudioFormat | None) -> AudioFormat:
-        """The cheapest format to exchange with a source emitting ``source_format``.
+    def choose_formats(self, source_format: AudioFormat | None,
+                       ) -> tuple[AudioFormat, AudioFormat]:
+        """The cheapest (input, output) formats for a source emitting ``source_format``.
 
-        A G.711 law the vendor accepts both ways passes through untouched;
-        anything else gets PCM16 at the vendor's preferred rate (one resample on
-        the route edge).
+        A G.711 law the vendor accepts both ways passes through untouched both ways;
+        anything else gets the vendor's preferred PCM16 rates (one resample on each
+        route edge), which may differ per direction (Gemini Live: 16 kHz in, 24 kHz out).
         """
         caps = self.capabilities
         if (
@@ -260,32 +284,39 @@ class VoiceAIClient(MediaUnit, EventTarget):
             and source_format in caps.input_formats
             and source_format in caps.output_formats
         ):
-            return source_format
-        return caps.preferred_pcm
+            return source_format, source_format
+        return caps.pcm_input, caps.pcm_output
 
-    def set_formats(self, fmt: AudioFormat) -> None:
-        """Switch both directions to ``fmt``, rebuild routes and tell the vendor.
+    def choose_format(self, source_format: AudioFormat | None) -> AudioFormat:
+        """The input format :meth:`choose_formats` picks (the same both ways for G.711)."""
+        return self.choose_formats(source_format)[0]
+
+    def set_formats(self, fmt: AudioFormat, output: AudioFormat | None = None) -> None:
+        """Switch input to ``fmt`` and output to ``output`` (default ``fmt``), rebuild the
+        routes and tell the vendor.
 
         Raises:
-            ValueError: the vendor does not accept ``fmt`` both ways.
+            ValueError: the vendor does not accept ``fmt`` in or ``output`` out.
         """
+        out = output or fmt
         caps = self.capabilities
-        if fmt not in caps.input_formats or fmt not in caps.output_formats:
-            raise ValueError(f"{self.vendor} does not accept {fmt} both ways")
-        if fmt == self.input_format and fmt == self.output_format:
+        if fmt not in caps.input_formats or out not in caps.output_formats:
+            raise ValueError(f"{self.vendor} does not accept {fmt} in and {out} out")
+        if fmt == self.input_format and out == self.output_format:
             return
         self.input_format = fmt
-        self.output_format = fmt
+        self.output_format = out
         self._formats_changed()
         self._apply_formats(fmt)
 
     def _source_attached(self, source: MediaUnit) -> None:
         if self._closed:
             return
-        self.set_formats(self.choose_format(source.output_format))
+        self.set_formats(*self.choose_formats(source.output_format))
 
     def _apply_formats(self, fmt: AudioFormat) -> None:
-        """Tell the vendor that both directions now use ``fmt``; default: nothing."""
+        """Tell the vendor about a format switch (input ``fmt``; output in
+        :attr:`output_format`); default: nothing."""
 
     def clear_media_buffer(self) -> None:
         """Drop the AI audio queued downstream (every sink's playout buffer)."""
