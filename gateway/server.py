@@ -31,10 +31,9 @@ SCENARIOS_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
 def scenario_globals() -> dict[str, object]:
     """Connector namespaces put into every scenario's globals."""
-    from connectors.base import VoiceAIEvents
-    from connectors.openai import OpenAI
+    from connectors.registry import connector_namespaces
 
-    return {"OpenAI": OpenAI, "VoiceAIEvents": VoiceAIEvents}
+    return connector_namespaces()
 
 
 class Gateway:

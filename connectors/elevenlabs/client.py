@@ -1,0 +1,444 @@
+"""ElevenLabs Agents (Conversational AI) connector: a Voice AI media unit.
+
+Speaks the ``/v1/convai/conversation`` WebSocket protocol with ``websockets``
+(see :mod:`connectors.elevenlabs.connect` for why the SDK's ``AsyncConversation``
+is not used). Client messages: ``{"user_audio_chunk": base64}``, ``pong``,
+``client_tool_result``, ``contextual_update``, ``user_message``, ``user_activity``
+(type names from the SDK's ``ClientToOrchestratorEvent``). Server messages as
+mapped in :mod:`connectors.elevenlabs.events`.
+
+Media: the audio formats are a setting of the agent, announced by the server in
+``conversation_initiation_metadata`` (``user_input_audio_format``,
+``agent_output_audio_format``); the client's :attr:`input_format` /
+:attr:`output_format` are exactly those, whatever its source sends, so a PCMU call
+talking to a ``ulaw_8000`` agent passes through untouched and anything else gets
+one resample on the route edge. Frames routed into the client are queued (bounded,
+never blocking the 20 ms media clock) and sent by one sender task. Barge-in (on by
+default) follows the SDK: on ``interruption`` the sinks' playout is cleared and
+later ``audio`` events whose ``event_id`` is not above the interrupted one are
+dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import json
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from connectors.base import Capabilities, VoiceAIClient
+from connectors.elevenlabs.events import AgentsEvents, event_name
+from connectors.elevenlabs.formats import (
+    SUPPORTED_INPUT_FORMATS,
+    SUPPORTED_OUTPUT_FORMATS,
+    ClientToOrchestratorEvent,
+    from_elevenlabs_format,
+)
+from gateway.media.format import AudioFormat, AudioFrame
+from gateway.runtime.events import ErrorSink, Event
+
+log = logging.getLogger(__name__)
+
+#: What ElevenLabs Agents support (any one agent uses one input and one output format).
+ELEVENLABS_AGENTS_CAPABILITIES = Capabilities(
+    input_formats=SUPPORTED_INPUT_FORMATS,
+    output_formats=SUPPORTED_OUTPUT_FORMATS,
+    server_vad=True,
+    barge_in=True,
+    truncation=False,  # the server tracks what was said itself; no client-side cut
+    function_calling=True,
+    transcripts=True,
+)
+
+#: Close code reported when the connection dropped without a close frame (RFC 6455 §7.1.5).
+ABNORMAL_CLOSURE = 1006
+
+_ws_log = logging.getLogger("connectors.elevenlabs.websocket")
+
+_AUDIO = "audio"
+_EVENT = "event"
+_PONG = ClientToOrchestratorEvent.PONG.value
+_TOOL_RESULT = ClientToOrchestratorEvent.CLIENT_TOOL_RESULT.value
+
+
+def metadata_formats(metadata: dict[str, Any]) -> tuple[AudioFormat | None, AudioFormat | None]:
+    """(input, output) formats a ``conversation_initiation_metadata`` message announces."""
+    event = metadata.get("conversation_initiation_metadata_event")
+    if not isinstance(event, dict):
+        return None, None
+    return (from_elevenlabs_format(event.get("user_input_audio_format")),
+            from_elevenlabs_format(event.get("agent_output_audio_format")))
+
+
+def _event_id(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class AgentsClient(VoiceAIClient):
+    """A connected ElevenLabs Agents conversation, as a media unit and event target.
+
+    Create it with :func:`~connectors.elevenlabs.connect.create_agents_client`
+    (``ElevenLabs.create_agents_client``). Audio routed into it goes to the agent;
+    the agent's audio comes out of it. Every server message is dispatched as an
+    :class:`~connectors.elevenlabs.events.AgentsEvents` constant with ``event.data``
+    (the server JSON) and ``event.client``; ``client_tool_call`` also fires
+    ``VoiceAIEvents.ToolCall`` (answer with :meth:`send_tool_result`).
+
+    Request methods never block: they queue the message behind queued audio and
+    return an ``asyncio.Future[bool]`` resolving True once written (False if the
+    client closed first).
+
+    Args:
+        connection: an open ``websockets`` client connection after the
+            ``conversation_initiation_client_data`` was sent.
+        metadata: the server's ``conversation_initiation_metadata`` message.
+        agent_id: the agent (for logs and ``repr``).
+        barge_in: clear playout on ``interruption`` (default True).
+        on_websocket_closed: called with the ``WebSocketClosed`` event.
+        max_queued_audio_ms: caller audio waiting beyond this is dropped, oldest first.
+        min_chunk_ms: caller audio is sent in chunks of at least this many ms.
+        owner: the owning session (default: the one running now).
+
+    Raises:
+        ValueError: the metadata announces a format the gateway cannot handle.
+    """
+
+    capabilities = ELEVENLABS_AGENTS_CAPABILITIES
+    vendor = "elevenlabs"
+
+    def __init__(
+        self,
+        connection: Any,
+        metadata: dict[str, Any],
+        *,
+        agent_id: str = "",
+        barge_in: bool = True,
+        on_websocket_closed: Callable[[Event], Any] | None = None,
+        max_queued_audio_ms: float = 2000.0,
+        min_chunk_ms: int = 20,
+        owner: ErrorSink | None = None,
+    ) -> None:
+        fin, fout = metadata_formats(metadata)
+        event = metadata.get("conversation_initiation_metadata_event") or {}
+        if fin is None or fout is None:
+            raise ValueError(
+                "elevenlabs: unsupported audio formats in conversation_initiation_metadata: "
+                f"in={event.get('user_input_audio_format')!r} "
+                f"out={event.get('agent_output_audio_format')!r}")
+        super().__init__(owner)
+        # This conversation's formats are fixed by the agent: narrow the record.
+        self.capabilities = dataclasses.replace(
+            ELEVENLABS_AGENTS_CAPABILITIES, input_formats=(fin,), output_formats=(fout,))
+        self.input_format = fin
+        self.output_format = fout
+        self._conn = connection
+        self.agent_id = agent_id
+        self.barge_in = barge_in
+        self._on_websocket_closed = on_websocket_closed
+        self._max_audio_entries = max(1, int(max_queued_audio_ms // max(min_chunk_ms, 1)))
+        self._min_chunk_ms = min_chunk_ms
+        self._out: deque[tuple[str, Any, asyncio.Future[bool] | None]] = deque()
+        self._audio_entries = 0
+        self._wakeup = asyncio.Event()
+        self._pending = bytearray()
+        self._reader: asyncio.Task[None] | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self._closed_dispatched = False
+        self._last_interrupt_id = 0
+        #: The server's ``conversation_initiation_metadata`` message.
+        self.metadata: dict[str, Any] = metadata
+        #: The conversation id the server assigned.
+        self.conversation_id: str = str(event.get("conversation_id") or "")
+        #: ms of caller audio dropped because the send queue was full.
+        self.dropped_audio_ms = 0.0
+        #: Agent audio events dropped because they belonged to an interrupted turn.
+        self.dropped_audio_events = 0
+        #: WebSocket close code/reason once closed (RFC 6455 §7.4).
+        self.close_code: int | None = None
+        self.close_reason: str = ""
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (f"<ElevenLabs AgentsClient agent={self.agent_id!r} "
+                f"conversation={self.conversation_id!r} {state} "
+                f"in={self.input_format} out={self.output_format}>")
+
+    @property
+    def server_input_format(self) -> AudioFormat:
+        """The format the agent takes (``user_input_audio_format``)."""
+        return self.capabilities.input_formats[0]
+
+    @property
+    def server_output_format(self) -> AudioFormat:
+        """The format the agent produces (``agent_output_audio_format``)."""
+        return self.capabilities.output_formats[0]
+
+    # -- formats ------------------------------------------------------------------
+    def choose_formats(self, source_format: AudioFormat | None,
+                       ) -> tuple[AudioFormat, AudioFormat]:
+        """Always the agent's formats: G.711 passthrough when the call matches, else
+        one conversion on each route edge (the protocol cannot switch formats)."""
+        return self.server_input_format, self.server_output_format
+
+    # -- lifecycle ----------------------------------------------------------------
+    def _start(self, early: list[dict[str, Any]]) -> None:
+        """Start reader and sender; the metadata and ``early`` messages are handled first."""
+        self._reader = asyncio.ensure_future(self._read_loop([self.metadata, *early]))
+        self._sender = asyncio.ensure_future(self._send_loop())
+
+    async def close(self) -> None:
+        """Close the WebSocket (code 1000) and drop every media route; idempotent.
+
+        ``WebSocketClosed`` is dispatched (once) before this returns. The calls
+        this client was connected to are left alone.
+        """
+        already = self._closed
+        self._closed = True
+        self.stop_all_media()
+        self._cancel_sender()
+        if not already:
+            try:
+                await asyncio.wait_for(self._conn.close(), 5.0)
+            except Exception as exc:
+                log.debug("elevenlabs: websocket close failed: %r", exc)
+        reader = self._reader
+        if reader is not None and reader is not asyncio.current_task() and not reader.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(reader), 5.0)
+            except (TimeoutError, asyncio.CancelledError):
+                reader.cancel()
+        if not self._closed_dispatched:
+            self._connection_lost(1000, "closed by client")
+
+    def _cancel_sender(self) -> None:
+        if self._sender is not None and not self._sender.done():
+            self._sender.cancel()
+        while self._out:
+            _, _, fut = self._out.popleft()
+            if fut is not None and not fut.done():
+                fut.set_result(False)
+        self._audio_entries = 0
+        self._pending.clear()
+
+    def _connection_lost(self, code: int, reason: str) -> None:
+        """The socket is gone: stop media, dispatch ``WebSocketClosed`` once."""
+        self._closed = True
+        self.close_code = code
+        self.close_reason = reason
+        self._cancel_sender()
+        self.stop_all_media()
+        if self._closed_dispatched:
+            return
+        self._closed_dispatched = True
+        log.info("elevenlabs: websocket closed code=%s reason=%r", code, reason)
+        ev = self.dispatch(AgentsEvents.WebSocketClosed, data={"code": code, "reason": reason},
+                           client=self, code=code, reason=reason)
+        cb = self._on_websocket_closed
+        if cb is not None:
+            self._call(cb, ev)
+
+    # -- tasks --------------------------------------------------------------------
+    async def _read_loop(self, first: list[dict[str, Any]]) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        code, reason = ABNORMAL_CLOSURE, ""
+        try:
+            for data in first:
+                self._handle(data)
+            while True:
+                raw = await self._conn.recv()
+                try:
+                    data = json.loads(raw)
+                except ValueError:
+                    log.warning("elevenlabs: dropped a non-JSON message (%d bytes)", len(raw))
+                    continue
+                if isinstance(data, dict):
+                    self._handle(data)
+                else:
+                    log.warning("elevenlabs: dropped a non-object JSON message")
+        except ConnectionClosed as exc:
+            rcvd = exc.rcvd
+            if rcvd is not None:
+                code, reason = rcvd.code, rcvd.reason
+            elif exc.sent is not None and self._closed:
+                code, reason = exc.sent.code, exc.sent.reason
+        except asyncio.CancelledError:
+            self._connection_lost(1000, "closed by client")
+            raise
+        except Exception as exc:
+            log.exception("elevenlabs: reader failed")
+            reason = type(exc).__name__
+        self._connection_lost(code, reason)
+
+    async def _send_loop(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        while True:
+            while not self._out:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            kind, payload, fut = self._out.popleft()
+            if kind == _AUDIO:
+                self._audio_entries -= 1
+                chunks = [payload]
+                # Behind schedule: coalesce queued audio into one chunk (<= 250 ms).
+                limit = self.input_format.frame_bytes(250) if self.input_format else 0
+                size = len(payload)
+                while self._out and self._out[0][0] == _AUDIO and size < limit:
+                    nxt = self._out.popleft()[1]
+                    self._audio_entries -= 1
+                    chunks.append(nxt)
+                    size += len(nxt)
+                msg: dict[str, Any] = {
+                    "user_audio_chunk": base64.b64encode(b"".join(chunks)).decode("ascii")}
+            else:
+                msg = payload
+            try:
+                await self._conn.send(json.dumps(msg, separators=(",", ":")))
+            except asyncio.CancelledError:
+                if fut is not None and not fut.done():
+                    fut.set_result(False)
+                raise
+            except ConnectionClosed:
+                if fut is not None and not fut.done():
+                    fut.set_result(False)
+                return
+            except Exception:
+                log.exception("elevenlabs: sending %s failed", msg.get("type", "audio"))
+                if fut is not None and not fut.done():
+                    fut.set_result(False)
+                continue
+            if fut is not None and not fut.done():
+                fut.set_result(True)
+
+    # -- server messages ------------------------------------------------------------
+    def _handle(self, data: dict[str, Any]) -> None:
+        kind = data.get("type")
+        if kind == "audio":
+            if not self._on_audio(data):
+                return  # part of an interrupted turn: never played, not dispatched
+        elif kind == "interruption":
+            ev = data.get("interruption_event")
+            eid = _event_id(ev.get("event_id")) if isinstance(ev, dict) else None
+            if eid is not None:
+                self._last_interrupt_id = max(self._last_interrupt_id, eid)
+            if self.barge_in:
+                self.clear_media_buffer()
+        elif kind == "ping":
+            ev = data.get("ping_event")
+            if isinstance(ev, dict) and "event_id" in ev:
+                self.send_event({"type": _PONG, "event_id": ev["event_id"]})
+        elif kind == "error":
+            log.warning("elevenlabs: server error: %s", data.get("message") or data)
+        self.dispatch(event_name(kind if isinstance(kind, str) else None), data=data, client=self)
+        if kind == "client_tool_call":
+            call = data.get("client_tool_call")
+            if isinstance(call, dict):
+                self._dispatch_tool_call(str(call.get("tool_name") or ""),
+                                         str(call.get("tool_call_id") or ""),
+                                         call.get("parameters"), data)
+
+    def _on_audio(self, data: dict[str, Any]) -> bool:
+        """Emit one ``audio`` event; False when it belongs to an interrupted turn."""
+        ev = data.get("audio_event")
+        if not isinstance(ev, dict):
+            return True
+        eid = _event_id(ev.get("event_id"))
+        if eid is not None and eid <= self._last_interrupt_id:
+            self.dropped_audio_events += 1
+            return False
+        try:
+            audio = base64.b64decode(ev.get("audio_base_64") or "", validate=False)
+        except ValueError:
+            log.warning("elevenlabs: bad base64 in an audio event")
+            return True
+        if audio and not self._closed:
+            self._emit(AudioFrame(audio, self.server_output_format))
+        return True
+
+    # -- media in -------------------------------------------------------------------
+    def _on_media(self, frame: AudioFrame) -> None:
+        if self._closed:
+            return
+        self._pending += frame.data
+        fmt = self.input_format
+        if fmt is not None and len(self._pending) >= fmt.frame_bytes(self._min_chunk_ms):
+            self._flush_pending()
+
+    def _flush_pending(self) -> None:
+        if not self._pending:
+            return
+        data = bytes(self._pending)
+        self._pending.clear()
+        if self._audio_entries >= self._max_audio_entries:
+            self._drop_oldest_audio()
+        self._out.append((_AUDIO, data, None))
+        self._audio_entries += 1
+        self._wakeup.set()
+
+    def _drop_oldest_audio(self) -> None:
+        for i, (kind, payload, _) in enumerate(self._out):
+            if kind == _AUDIO:
+                del self._out[i]
+                self._audio_entries -= 1
+                if self.input_format is not None:
+                    if not self.dropped_audio_ms:
+                        log.warning("elevenlabs: send queue full, dropping caller audio")
+                    self.dropped_audio_ms += self.input_format.duration_ms(len(payload))
+                return
+
+    # -- client messages ----------------------------------------------------------------
+    def send_event(self, event: dict[str, Any]) -> asyncio.Future[bool]:
+        """Queue any client message (a dict) after queued audio.
+
+        Returns:
+            A future resolving True once sent, False if the client closed first.
+        """
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if self._closed:
+            log.warning("elevenlabs: %s ignored, the client is closed", event.get("type"))
+            fut.set_result(False)
+            return fut
+        self._flush_pending()
+        self._out.append((_EVENT, event, fut))
+        self._wakeup.set()
+        return fut
+
+    def send_tool_result(self, call_id: str, result: Any, *,
+                         is_error: bool = False) -> asyncio.Future[bool]:
+        """Answer a ``client_tool_call`` with ``client_tool_result``.
+
+        Args:
+            call_id: ``tool_call_id`` (``event.call_id`` of ``VoiceAIEvents.ToolCall``).
+            result: the result; a str is sent as is, anything else as JSON text.
+            is_error: the tool failed; ``result`` describes the error.
+        """
+        return self.send_event({
+            "type": _TOOL_RESULT,
+            "tool_call_id": str(call_id),
+            "result": result if isinstance(result, str) else json.dumps(result),
+            "is_error": bool(is_error),
+        })
+
+    def send_contextual_update(self, text: str) -> asyncio.Future[bool]:
+        """Send ``contextual_update``: information for the agent that does not interrupt."""
+        return self.send_event({"type": ClientToOrchestratorEvent.CONTEXTUAL_UPDATE.value,
+                                "text": text})
+
+    def send_user_message(self, text: str) -> asyncio.Future[bool]:
+        """Send ``user_message``: text as if the user said it."""
+        return self.send_event({"type": ClientToOrchestratorEvent.USER_MESSAGE.value,
+                                "text": text})
+
+    def register_user_activity(self) -> asyncio.Future[bool]:
+        """Send ``user_activity`` (keeps the agent from speaking over a busy user)."""
+        return self.send_event({"type": ClientToOrchestratorEvent.USER_ACTIVITY.value})

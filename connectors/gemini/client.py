@@ -1,0 +1,539 @@
+"""Gemini Live API connector: a Voice AI media unit on the official ``google-genai`` SDK.
+
+The session is opened with ``genai.Client(...).aio.live.connect(model=..., config=...)``
+(the SDK sends ``setup`` and waits for ``setupComplete``); see
+:mod:`connectors.gemini.connect`.
+
+Media: frames routed into the client (PCM16 16 kHz) are queued (bounded, never
+blocking the 20 ms media clock) and one sender task sends them as
+``realtimeInput.audio`` blobs (``audio/pcm;rate=16000``). Model audio
+(``serverContent.modelTurn.parts[].inlineData``, PCM16 24 kHz) is emitted to the
+client's sinks. Barge-in (on by default): on ``serverContent.interrupted`` the
+sinks' playout buffers are cleared before the ``Interrupted`` event is dispatched.
+Gemini has no truncation message: the server already knows where it stopped.
+
+Tool calls: every ``toolCall.functionCalls[]`` entry is dispatched as
+``VoiceAIEvents.ToolCall`` (``name``, ``call_id`` = the call's ``id``, ``arguments``
+= its ``args``); :meth:`LiveAPIClient.send_tool_result` answers with
+``toolResponse.functionResponses[{id, name, response}]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from connectors.base import VoiceAIClient
+from connectors.gemini.events import LiveAPIEvents, message_events
+from connectors.gemini.formats import GEMINI_LIVE_CAPABILITIES, mime_type, parse_mime_type
+from gateway.media.format import AudioFormat, AudioFrame
+from gateway.runtime.events import ErrorSink, Event
+
+log = logging.getLogger(__name__)
+
+#: Close code reported when the connection dropped without a close frame (RFC 6455 §7.1.5).
+ABNORMAL_CLOSURE = 1006
+#: Unparsable messages in a row after which the reader gives up on the connection.
+_MAX_BAD_MESSAGES = 50
+
+_AUDIO = "audio"
+_EVENT = "event"
+
+E = LiveAPIEvents
+
+
+def _dump(message: Any) -> dict[str, Any]:
+    """The wire JSON (camelCase, bytes as standard base64) of an SDK ``LiveServerMessage``.
+
+    The SDK serialises bytes as URL-safe base64; model audio is re-encoded with the
+    standard alphabet the Live API itself uses, so ``event.data`` matches the wire.
+    """
+    dump = getattr(message, "model_dump", None)
+    if dump is None:
+        return dict(message) if isinstance(message, dict) else {}
+    data: dict[str, Any] = dump(mode="json", exclude_none=True, by_alias=True)
+    content = getattr(message, "server_content", None)
+    turn = getattr(content, "model_turn", None) if content is not None else None
+    if turn is not None and turn.parts:
+        parts = data["serverContent"]["modelTurn"].get("parts") or []
+        for part, wire in zip(turn.parts, parts, strict=False):
+            blob = part.inline_data
+            if blob is not None and isinstance(blob.data, bytes) and "inlineData" in wire:
+                wire["inlineData"]["data"] = base64.b64encode(blob.data).decode("ascii")
+    return data
+
+
+def _closed_by(exc: BaseException) -> tuple[int, str] | None:
+    """(code, reason) when ``exc`` reports the WebSocket closing, else None.
+
+    The SDK turns ``websockets.ConnectionClosed`` into ``errors.APIError(code,
+    reason)`` raised inside the ``except`` clause, so the original is the context.
+    """
+    from websockets.exceptions import ConnectionClosed
+
+    cause = exc if isinstance(exc, ConnectionClosed) else exc.__context__
+    if not isinstance(cause, ConnectionClosed):
+        return None
+    if cause.rcvd is not None:
+        return cause.rcvd.code, cause.rcvd.reason
+    if cause.sent is not None:
+        return cause.sent.code, cause.sent.reason
+    return ABNORMAL_CLOSURE, ""
+
+
+def tool_response_body(result: Any) -> dict[str, Any]:
+    """``functionResponses[].response`` for a scenario's tool result.
+
+    A dict is sent as is (use ``{"output": ...}`` / ``{"error": ...}`` as Gemini
+    documents); anything else is wrapped as ``{"output": result}``.
+    """
+    if isinstance(result, dict):
+        return result
+    return {"output": result}
+
+
+class LiveAPIClient(VoiceAIClient):
+    """A connected Gemini Live session, as a media unit and event target.
+
+    Create it with :func:`~connectors.gemini.connect.create_live_api_client`
+    (``Gemini.create_live_api_client``). Audio routed into it goes to Gemini; the
+    model's audio comes out of it. Every server message is dispatched as one or more
+    :class:`~connectors.gemini.events.LiveAPIEvents` constants with ``event.data``
+    (the message's wire JSON, a dict) and ``event.client``.
+
+    Request methods (``send_tool_result``, ``send_client_content`` ...) never block:
+    they queue the message behind any queued audio, keeping order, and return an
+    ``asyncio.Future[bool]`` that resolves True once it is written to the socket
+    (False if the client closed first or the SDK refused it). Awaiting it is optional.
+
+    Args:
+        session: an entered ``google.genai.live.AsyncSession``.
+        manager: the ``connect()`` context manager that made it (exited on close).
+        model: the model name (for logs and ``repr``).
+        barge_in: clear the sinks' playout when the server reports ``interrupted``.
+        on_websocket_closed: called with the ``WebSocketClosed`` event.
+        max_queued_audio_ms: audio waiting to be sent beyond this is dropped,
+            oldest first (the vendor link is slower than real time).
+        min_chunk_ms: audio is sent in blobs of at least this many ms.
+        owner: the owning session (default: the one running now).
+    """
+
+    capabilities = GEMINI_LIVE_CAPABILITIES
+    vendor = "gemini"
+
+    def __init__(
+        self,
+        session: Any,
+        *,
+        manager: Any = None,
+        model: str = "",
+        barge_in: bool = True,
+        on_websocket_closed: Callable[[Event], Any] | None = None,
+        max_queued_audio_ms: float = 2000.0,
+        min_chunk_ms: int = 20,
+        owner: ErrorSink | None = None,
+    ) -> None:
+        super().__init__(owner)
+        self._session = session
+        self._manager = manager
+        self.model = model
+        self.barge_in = barge_in
+        self._on_websocket_closed = on_websocket_closed
+        self._max_audio_entries = max(1, int(max_queued_audio_ms // max(min_chunk_ms, 1)))
+        self._min_chunk_ms = min_chunk_ms
+        self._out: deque[tuple[str, Any, asyncio.Future[bool] | None]] = deque()
+        self._audio_entries = 0
+        self._wakeup = asyncio.Event()
+        self._pending = bytearray()
+        self._out_converters: dict[AudioFormat, Any] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self._closed_dispatched = False
+        self._manager_exited = False
+        self._client_closed = False
+        #: Function name per outstanding tool call id (toolResponse needs both).
+        self._tool_names: dict[str, str] = {}
+        #: ``session_id`` from ``setupComplete`` (None if the server sent none).
+        self.session_id: str | None = getattr(session, "session_id", None)
+        #: ms of caller audio dropped because the send queue was full.
+        self.dropped_audio_ms = 0.0
+        #: WebSocket close code/reason once closed (RFC 6455 §7.4).
+        self.close_code: int | None = None
+        self.close_reason: str = ""
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (
+            f"<Gemini LiveAPIClient model={self.model!r} {state} "
+            f"in={self.input_format} out={self.output_format}>"
+        )
+
+    @property
+    def pending_tool_calls(self) -> dict[str, str]:
+        """Tool calls not answered yet: call id -> function name."""
+        return dict(self._tool_names)
+
+    # -- lifecycle --------------------------------------------------------------------
+    def _start(self) -> None:
+        """Start the reader and sender tasks; ``SetupComplete`` is dispatched first."""
+        self._reader = asyncio.ensure_future(self._read_loop())
+        self._sender = asyncio.ensure_future(self._send_loop())
+
+    async def close(self) -> None:
+        """Close the WebSocket (code 1000) and drop every media route; idempotent.
+
+        ``WebSocketClosed`` is dispatched (once) before this returns. The calls
+        this client was connected to are left alone.
+        """
+        self._closed = True
+        self._client_closed = True
+        self.stop_all_media()
+        self._cancel_sender()
+        await self._exit_manager()
+        reader = self._reader
+        if reader is not None and reader is not asyncio.current_task() and not reader.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(reader), 5.0)
+            except (TimeoutError, asyncio.CancelledError):
+                reader.cancel()
+        if not self._closed_dispatched:
+            self._connection_lost(1000, "closed by client")
+
+    async def _exit_manager(self) -> None:
+        if self._manager_exited:
+            return
+        self._manager_exited = True
+        try:
+            if self._manager is not None:
+                await asyncio.wait_for(self._manager.__aexit__(None, None, None), 5.0)
+            else:
+                await asyncio.wait_for(self._session.close(), 5.0)
+        except Exception as exc:  # already gone: nothing left to close
+            log.debug("gemini: websocket close failed: %r", exc)
+
+    def _cancel_sender(self) -> None:
+        if self._sender is not None and not self._sender.done():
+            self._sender.cancel()
+        while self._out:
+            _, _, fut = self._out.popleft()
+            if fut is not None and not fut.done():
+                fut.set_result(False)
+        self._audio_entries = 0
+        self._pending.clear()
+
+    def _connection_lost(self, code: int, reason: str) -> None:
+        """The socket is gone: stop media, dispatch ``WebSocketClosed`` once."""
+        self._closed = True
+        if self.close_code is None:
+            self.close_code = code
+            self.close_reason = reason
+        self._cancel_sender()
+        self.stop_all_media()
+        if self._closed_dispatched:
+            return
+        self._closed_dispatched = True
+        code, reason = self.close_code, self.close_reason
+        log.info("gemini: websocket closed code=%s reason=%r", code, reason)
+        ev = self.dispatch(
+            E.WebSocketClosed,
+            data={"code": code, "reason": reason},
+            client=self,
+            code=code,
+            reason=reason,
+        )
+        cb = self._on_websocket_closed
+        if cb is not None:
+            self._call(cb, ev)
+
+    # -- tasks ------------------------------------------------------------------------
+    async def _read_loop(self) -> None:
+        code, reason = ABNORMAL_CLOSURE, ""
+        bad = 0
+        try:
+            setup = getattr(self._session, "setup_complete", None)
+            self._handle_data({"setupComplete": _dump(setup) if setup is not None else {}})
+            while True:
+                try:
+                    async for message in self._session.receive():
+                        bad = 0
+                        self._handle(message)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    closed = _closed_by(exc)
+                    if closed is not None:
+                        code, reason = closed
+                        break
+                    bad += 1
+                    self._on_bad_message(exc)
+                    if bad >= _MAX_BAD_MESSAGES:
+                        code, reason = ABNORMAL_CLOSURE, f"{type(exc).__name__}"
+                        break
+        except asyncio.CancelledError:
+            self._connection_lost(1000, "closed by client")
+            raise
+        except Exception as exc:
+            log.exception("gemini: reader failed")
+            reason = f"{type(exc).__name__}"
+        if self._client_closed:
+            code, reason = 1000, "closed by client"
+        self._connection_lost(code, reason)
+        await self._exit_manager()
+
+    def _on_bad_message(self, exc: BaseException) -> None:
+        """A message the SDK could not parse, or a JSON error body: an ``Error`` event."""
+        details = getattr(exc, "details", None)
+        message = getattr(exc, "message", None) or str(exc)
+        if not isinstance(exc, ValueError) and getattr(exc, "code", None) is None:
+            # The SDK fails on JSON it cannot map (an unknown message, an error body).
+            message = f"unparsable server message ({type(exc).__name__}: {exc})"
+        log.warning("gemini: bad server message: %s", message[:300])
+        data: dict[str, Any] = {"error": {"message": message}}
+        if isinstance(details, dict):
+            data["error"]["details"] = details
+        code = getattr(exc, "code", None)
+        if isinstance(code, int):
+            data["error"]["code"] = code
+        self.dispatch(E.Error, data=data, client=self, message=message)
+
+    async def _send_loop(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        while True:
+            while not self._out:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            kind, payload, fut = self._out.popleft()
+            if kind == _AUDIO:
+                self._audio_entries -= 1
+                chunks = [payload]
+                # Behind schedule: coalesce queued audio into one blob (<= 200 ms).
+                limit = self.input_format.frame_bytes(200) if self.input_format else 0
+                size = len(payload)
+                while self._out and self._out[0][0] == _AUDIO and size < limit:
+                    nxt = self._out.popleft()[1]
+                    self._audio_entries -= 1
+                    chunks.append(nxt)
+                    size += len(nxt)
+                data = b"".join(chunks)
+                what = "audio"
+
+                def send(data: bytes = data) -> Awaitable[None]:
+                    return self._send_audio(data)
+            else:
+                what, send = payload
+            try:
+                await send()
+            except asyncio.CancelledError:
+                if fut is not None and not fut.done():
+                    fut.set_result(False)
+                raise
+            except ConnectionClosed:
+                if fut is not None and not fut.done():
+                    fut.set_result(False)
+                return
+            except Exception:
+                log.exception("gemini: sending %s failed", what)
+                if fut is not None and not fut.done():
+                    fut.set_result(False)
+                continue
+            if fut is not None and not fut.done():
+                fut.set_result(True)
+
+    async def _send_audio(self, data: bytes) -> None:
+        from google.genai import types
+
+        fmt = self.input_format
+        assert fmt is not None
+        await self._session.send_realtime_input(
+            audio=types.Blob(data=data, mime_type=mime_type(fmt))
+        )
+
+    # -- server messages -----------------------------------------------------------------
+    def _handle(self, message: Any) -> None:
+        """One SDK ``LiveServerMessage``: emit its audio, dispatch its events."""
+        content = getattr(message, "server_content", None)
+        model_turn = getattr(content, "model_turn", None) if content is not None else None
+        if model_turn is not None and not self._closed:
+            for part in model_turn.parts or ():
+                blob = getattr(part, "inline_data", None)
+                if blob is not None and blob.data:
+                    self._on_audio(blob.data, blob.mime_type)
+        self._handle_data(_dump(message))
+
+    def _handle_data(self, data: dict[str, Any]) -> None:
+        """Dispatch the events of one server message given as wire JSON."""
+        content = data.get("serverContent") if isinstance(data.get("serverContent"), dict) else {}
+        for name in message_events(data):
+            if name == E.ToolCall:
+                self._on_tool_call(data)
+            elif name == E.Interrupted:
+                if self.barge_in:
+                    self.clear_media_buffer()
+                self.dispatch(name, data=data, client=self)
+            elif name in (E.InputTranscription, E.OutputTranscription):
+                key = ("inputTranscription" if name == E.InputTranscription
+                       else "outputTranscription")
+                tr = content.get(key) or {}
+                self.dispatch(name, data=data, client=self, text=tr.get("text") or "",
+                              finished=bool(tr.get("finished")))
+            elif name == E.ToolCallCancellation:
+                ids = [str(i) for i in (data["toolCallCancellation"].get("ids") or [])]
+                for call_id in ids:
+                    self._tool_names.pop(call_id, None)
+                self.dispatch(name, data=data, client=self, ids=ids)
+            elif name == E.GoAway:
+                left = (data.get("goAway") or {}).get("timeLeft")
+                log.info("gemini: server sent goAway (time left %s)", left)
+                self.dispatch(name, data=data, client=self, time_left=left)
+            elif name == E.SetupComplete:
+                sid = (data.get("setupComplete") or {}).get("sessionId")
+                if sid:
+                    self.session_id = sid
+                self.dispatch(name, data=data, client=self)
+            else:
+                self.dispatch(name, data=data, client=self)
+
+    def _on_tool_call(self, data: dict[str, Any]) -> None:
+        calls = (data.get("toolCall") or {}).get("functionCalls") or []
+        for call in calls:
+            if not isinstance(call, dict):
+                continue
+            call_id = str(call.get("id") or "")
+            name = str(call.get("name") or "")
+            if call_id:
+                self._tool_names[call_id] = name
+            self._dispatch_tool_call(name, call_id, call.get("args") or {}, data)
+
+    def _on_audio(self, audio: bytes, mime: str | None) -> None:
+        out_fmt = self.output_format
+        if out_fmt is None:
+            return
+        src = parse_mime_type(mime, default_rate=out_fmt.sample_rate)
+        if src is None:
+            log.debug("gemini: ignored inline data of type %r", mime)
+            return
+        if src != out_fmt:
+            conv = self._out_converters.get(src)
+            if conv is None:
+                from gateway.media.convert import FormatConverter
+
+                conv = self._out_converters[src] = FormatConverter(src, out_fmt)
+            audio = conv.convert(audio)
+        if audio:
+            self._emit(AudioFrame(audio, out_fmt))
+
+    # -- media in ---------------------------------------------------------------------------
+    def _on_media(self, frame: AudioFrame) -> None:
+        if self._closed:
+            return
+        self._pending += frame.data
+        fmt = self.input_format
+        if fmt is not None and len(self._pending) >= fmt.frame_bytes(self._min_chunk_ms):
+            self._flush_pending()
+
+    def _flush_pending(self) -> None:
+        if not self._pending:
+            return
+        data = bytes(self._pending)
+        self._pending.clear()
+        if self._audio_entries >= self._max_audio_entries:
+            self._drop_oldest_audio()
+        self._out.append((_AUDIO, data, None))
+        self._audio_entries += 1
+        self._wakeup.set()
+
+    def _drop_oldest_audio(self) -> None:
+        for i, (kind, payload, _) in enumerate(self._out):
+            if kind == _AUDIO:
+                del self._out[i]
+                self._audio_entries -= 1
+                if self.input_format is not None:
+                    if not self.dropped_audio_ms:
+                        log.warning("gemini: send queue full, dropping caller audio")
+                    self.dropped_audio_ms += self.input_format.duration_ms(len(payload))
+                return
+
+    # -- client messages ---------------------------------------------------------------------
+    def _queue(self, what: str, send: Callable[[], Awaitable[None]]) -> asyncio.Future[bool]:
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if self._closed:
+            log.warning("gemini: %s ignored, the client is closed", what)
+            fut.set_result(False)
+            return fut
+        self._flush_pending()
+        self._out.append((_EVENT, (what, send), fut))
+        self._wakeup.set()
+        return fut
+
+    def send_tool_result(
+        self, call_id: str, result: Any, *, name: str | None = None
+    ) -> asyncio.Future[bool]:
+        """Answer a ``VoiceAIEvents.ToolCall``: ``toolResponse.functionResponses``
+        ``[{id: call_id, name, response}]``.
+
+        Args:
+            call_id: ``call_id`` of the ``ToolCall`` event (Gemini's function call ``id``).
+            result: a dict is sent as the ``response`` object; anything else as
+                ``{"output": result}``.
+            name: the function name; default: the name the call came with.
+        """
+        from google.genai import types
+
+        call_id = str(call_id)
+        fname = name if name is not None else self._tool_names.get(call_id)
+        self._tool_names.pop(call_id, None)
+        if fname is None:
+            log.warning("gemini: tool result for unknown call id %r", call_id)
+        response = types.FunctionResponse(id=call_id, name=fname,
+                                          response=tool_response_body(result))
+        return self._queue(
+            "toolResponse",
+            lambda: self._session.send_tool_response(function_responses=[response]),
+        )
+
+    def send_client_content(
+        self, turns: Any = None, turn_complete: bool = True
+    ) -> asyncio.Future[bool]:
+        """Send ``clientContent`` (ordered conversation turns; ``Content`` objects or dicts).
+
+        A str is sent as one user text turn.
+        """
+        if isinstance(turns, str):
+            turns = {"role": "user", "parts": [{"text": turns}]}
+        return self._queue(
+            "clientContent",
+            lambda: self._session.send_client_content(turns=turns, turn_complete=turn_complete),
+        )
+
+    def send_text(self, text: str) -> asyncio.Future[bool]:
+        """Send ``realtimeInput.text`` (text the model reacts to like speech)."""
+        return self._queue("realtimeInput.text",
+                           lambda: self._session.send_realtime_input(text=text))
+
+    def send_audio_stream_end(self) -> asyncio.Future[bool]:
+        """Flush caller audio and send ``realtimeInput.audioStreamEnd`` (mic paused)."""
+        return self._queue("realtimeInput.audioStreamEnd",
+                           lambda: self._session.send_realtime_input(audio_stream_end=True))
+
+    def send_activity_start(self) -> asyncio.Future[bool]:
+        """Send ``realtimeInput.activityStart`` (automatic VAD switched off)."""
+        return self._queue("realtimeInput.activityStart",
+                           lambda: self._session.send_realtime_input(activity_start={}))
+
+    def send_activity_end(self) -> asyncio.Future[bool]:
+        """Send ``realtimeInput.activityEnd`` (automatic VAD switched off)."""
+        return self._queue("realtimeInput.activityEnd",
+                           lambda: self._session.send_realtime_input(activity_end={}))
+
+    def clear_input_audio(self) -> None:
+        """Drop caller audio queued and not yet sent."""
+        self._pending.clear()
+        kept = [e for e in self._out if e[0] != _AUDIO]
+        self._out.clear()
+        self._out.extend(kept)
+        self._audio_entries = 0

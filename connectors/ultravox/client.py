@@ -1,0 +1,428 @@
+"""Ultravox ``serverWebSocket`` connector: a Voice AI media unit on ``websockets``.
+
+Protocol (https://docs.ultravox.ai/apps/websockets): after the REST create-call
+(:mod:`connectors.ultravox.connect`) the client joins the call's ``joinUrl``.
+Caller audio goes up as binary frames of raw PCM16 little-endian mono at the
+call's ``inputSampleRate``; the agent's audio comes down as binary frames at
+``outputSampleRate``. Data messages are JSON text frames (see
+:mod:`connectors.ultravox.events`); the client sends ``input_text_message``,
+``set_output_medium``, ``client_tool_result``, ``hang_up``, ``ping`` and
+``forced_agent_message``.
+
+Media: frames routed into the client are queued (bounded, never blocking the 20 ms
+media clock) and written by one sender task. Barge-in: Ultravox sends
+``playback_clear_buffer`` when the user interrupts; the client clears its sinks'
+playout before handlers run (Ultravox itself accounts for what was played from
+``clientBufferSizeMs``, so there is no truncate message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from connectors.base import Capabilities, VoiceAIClient
+from connectors.ultravox.events import WebSocketAPIEvents, event_name
+from gateway.media.format import AudioFormat, AudioFrame, Encoding
+from gateway.runtime.events import ErrorSink, Event
+
+log = logging.getLogger(__name__)
+
+#: Close code reported when the connection dropped without a close frame (RFC 6455 §7.1.5).
+ABNORMAL_CLOSURE = 1006
+
+#: Logger handed to the websockets library (the join URL carries no API key).
+_ws_log = logging.getLogger("connectors.ultravox.websocket")
+
+
+def ultravox_capabilities(input_sample_rate: int = 16000,
+                          output_sample_rate: int = 16000) -> Capabilities:
+    """What an Ultravox ``serverWebSocket`` call supports at the given rates (PCM16 only)."""
+    return Capabilities(
+        input_formats=(AudioFormat(Encoding.PCM16, int(input_sample_rate)),),
+        output_formats=(AudioFormat(Encoding.PCM16, int(output_sample_rate)),),
+        server_vad=True,
+        barge_in=True,
+        truncation=False,  # Ultravox tracks playback itself (clientBufferSizeMs)
+        function_calling=True,
+        transcripts=True,
+    )
+
+
+#: The default (16 kHz both ways) capabilities.
+ULTRAVOX_CAPABILITIES = ultravox_capabilities()
+
+_AUDIO = "audio"
+_EVENT = "event"
+
+
+class WebSocketAPIClient(VoiceAIClient):
+    """A joined Ultravox call, as a media unit and event target.
+
+    Create it with :func:`~connectors.ultravox.connect.create_websocket_api_client`
+    (``Ultravox.create_websocket_api_client``). Every data message is dispatched as
+    a :class:`~connectors.ultravox.events.WebSocketAPIEvents` constant with
+    ``event.data`` (the vendor JSON) and ``event.client``.
+
+    Request methods never block: they queue the message behind queued audio and
+    return an ``asyncio.Future[bool]`` resolving True once written (False if the
+    client closed first).
+
+    Args:
+        websocket: an open ``websockets`` client connection to the join URL.
+        call: the create-call response (``callId``, ``joinUrl`` ...).
+        input_sample_rate / output_sample_rate: the call's PCM16 rates.
+        barge_in: clear the sinks' playout on ``playback_clear_buffer``.
+        on_websocket_closed: called with the ``WebSocketClosed`` event.
+        max_queued_audio_ms: audio waiting to be sent beyond this is dropped,
+            oldest first.
+        min_chunk_ms: caller audio is sent in frames of at least this many ms.
+        owner: the owning session (default: the one running now).
+    """
+
+    capabilities = ULTRAVOX_CAPABILITIES
+    vendor = "ultravox"
+
+    def __init__(
+        self,
+        websocket: Any,
+        *,
+        call: dict[str, Any] | None = None,
+        input_sample_rate: int = 16000,
+        output_sample_rate: int = 16000,
+        barge_in: bool = True,
+        on_websocket_closed: Callable[[Event], Any] | None = None,
+        max_queued_audio_ms: float = 2000.0,
+        min_chunk_ms: int = 20,
+        owner: ErrorSink | None = None,
+    ) -> None:
+        caps = ultravox_capabilities(input_sample_rate, output_sample_rate)
+        if caps != ULTRAVOX_CAPABILITIES:
+            self.capabilities = caps
+        super().__init__(owner)
+        self._ws = websocket
+        #: The create-call response (``callId``, ``joinUrl``, ``medium`` ...).
+        self.call: dict[str, Any] = dict(call or {})
+        self.call_id: str = str(self.call.get("callId") or "")
+        self.barge_in = barge_in
+        self._on_websocket_closed = on_websocket_closed
+        self._max_audio_entries = max(1, int(max_queued_audio_ms // max(min_chunk_ms, 1)))
+        self._min_chunk_ms = min_chunk_ms
+        self._out: deque[tuple[str, Any, asyncio.Future[bool] | None]] = deque()
+        self._audio_entries = 0
+        self._wakeup = asyncio.Event()
+        self._pending = bytearray()
+        self._carry = b""  # odd trailing byte of a downstream frame
+        self._reader: asyncio.Task[None] | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self._closed_dispatched = False
+        #: The last ``state`` the server reported ("listening", "speaking" ...).
+        self.state: str = ""
+        #: ms of caller audio dropped because the send queue was full.
+        self.dropped_audio_ms = 0.0
+        #: WebSocket close code/reason once closed (RFC 6455 §7.4).
+        self.close_code: int | None = None
+        self.close_reason: str = ""
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return (
+            f"<Ultravox WebSocketAPIClient call_id={self.call_id!r} {state} "
+            f"in={self.input_format} out={self.output_format}>"
+        )
+
+    # -- lifecycle --------------------------------------------------------------
+    def _start(self) -> None:
+        self._reader = asyncio.ensure_future(self._read_loop())
+        self._sender = asyncio.ensure_future(self._send_loop())
+
+    async def close(self) -> None:
+        """Close the WebSocket (code 1000) and drop every media route; idempotent.
+
+        ``WebSocketClosed`` is dispatched (once) before this returns. The Ultravox
+        call ends when its WebSocket closes; the SIP calls are left alone.
+        """
+        already = self._closed
+        self._closed = True
+        self.stop_all_media()
+        self._cancel_sender()
+        if not already:
+            try:
+                await asyncio.wait_for(self._ws.close(1000, "closed by client"), 5.0)
+            except Exception as exc:
+                log.debug("ultravox: websocket close failed: %r", exc)
+        reader = self._reader
+        if reader is not None and reader is not asyncio.current_task() and not reader.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(reader), 5.0)
+            except (TimeoutError, asyncio.CancelledError):
+                reader.cancel()
+        if not self._closed_dispatched:
+            self._connection_lost(1000, "closed by client")
+
+    def _cancel_sender(self) -> None:
+        if self._sender is not None and not self._sender.done():
+            self._sender.cancel()
+        while self._out:
+            _, _, fut = self._out.popleft()
+            if fut is not None and not fut.done():
+                fut.set_result(False)
+        self._audio_entries = 0
+        self._pending.clear()
+
+    def _connection_lost(self, code: int, reason: str) -> None:
+        """The socket is gone: stop media, dispatch ``WebSocketClosed`` once."""
+        self._closed = True
+        self.close_code = code
+        self.close_reason = reason
+        self._cancel_sender()
+        self.stop_all_media()
+        if self._closed_dispatched:
+            return
+        self._closed_dispatched = True
+        log.info("ultravox: websocket closed call_id=%s code=%s reason=%r",
+                 self.call_id, code, reason)
+        ev = self.dispatch(
+            WebSocketAPIEvents.WebSocketClosed,
+            data={"code": code, "reason": reason},
+            client=self,
+            code=code,
+            reason=reason,
+        )
+        cb = self._on_websocket_closed
+        if cb is not None:
+            self._call(cb, ev)
+
+    # -- tasks --------------------------------------------------------------------
+    async def _read_loop(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        code, reason = ABNORMAL_CLOSURE, ""
+        try:
+            while True:
+                message = await self._ws.recv()
+                if isinstance(message, bytes | bytearray | memoryview):
+                    self._on_audio(bytes(message))
+                else:
+                    self._on_text(message)
+        except ConnectionClosed as exc:
+            if exc.rcvd is not None:
+                code, reason = exc.rcvd.code, exc.rcvd.reason
+            elif exc.sent is not None and self._closed:
+                code, reason = exc.sent.code, exc.sent.reason
+        except asyncio.CancelledError:
+            self._connection_lost(1000, "closed by client")
+            raise
+        except Exception as exc:
+            log.exception("ultravox: reader failed")
+            reason = type(exc).__name__
+        self._connection_lost(code, reason)
+
+    async def _send_loop(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        while True:
+            while not self._out:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            kind, payload, fut = self._out.popleft()
+            message: bytes | str
+            if kind == _AUDIO:
+                self._audio_entries -= 1
+                message = payload
+            else:
+                message = json.dumps(payload, separators=(",", ":"))
+            try:
+                await self._ws.send(message)
+            except asyncio.CancelledError:
+                if fut is not None and not fut.done():
+                    fut.set_result(False)
+                raise
+            except ConnectionClosed:
+                if fut is not None and not fut.done():
+                    fut.set_result(False)
+                return
+            except Exception:
+                log.exception("ultravox: sending %s failed",
+                              "audio" if kind == _AUDIO else payload.get("type"))
+                if fut is not None and not fut.done():
+                    fut.set_result(False)
+                continue
+            if fut is not None and not fut.done():
+                fut.set_result(True)
+
+    # -- server messages ------------------------------------------------------------
+    def _on_audio(self, data: bytes) -> None:
+        if self._closed:
+            return
+        if self._carry:
+            data = self._carry + data
+            self._carry = b""
+        if len(data) % 2:
+            data, self._carry = data[:-1], data[-1:]
+        if data and self.output_format is not None:
+            self._emit(AudioFrame(data, self.output_format))
+
+    def _on_text(self, text: str) -> None:
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            log.warning("ultravox: malformed data message (%d chars) from call %s",
+                        len(text), self.call_id)
+            self.dispatch(
+                WebSocketAPIEvents.Error,
+                data={"type": "error", "message": "malformed data message (not a JSON object)",
+                      "raw": text[:200]},
+                client=self,
+            )
+            return
+        self._handle(data)
+
+    def _handle(self, data: dict[str, Any]) -> None:
+        kind = data.get("type")
+        if kind == "playback_clear_buffer":
+            if self.barge_in:
+                self.clear_media_buffer()
+        elif kind == "state":
+            self.state = str(data.get("state") or "")
+        elif kind == "call_started" and data.get("callId"):
+            self.call_id = str(data["callId"])
+        self.dispatch(event_name(kind if isinstance(kind, str) else None),
+                      data=data, client=self)
+        if kind == "client_tool_invocation":
+            self._dispatch_tool_call(str(data.get("toolName") or ""),
+                                     str(data.get("invocationId") or ""),
+                                     data.get("parameters"), data)
+
+    # -- media in -------------------------------------------------------------------
+    def _on_media(self, frame: AudioFrame) -> None:
+        if self._closed:
+            return
+        self._pending += frame.data
+        fmt = self.input_format
+        if fmt is not None and len(self._pending) >= fmt.frame_bytes(self._min_chunk_ms):
+            self._flush_pending()
+
+    def _flush_pending(self) -> None:
+        if not self._pending:
+            return
+        data = bytes(self._pending)
+        self._pending.clear()
+        if self._audio_entries >= self._max_audio_entries:
+            self._drop_oldest_audio()
+        self._out.append((_AUDIO, data, None))
+        self._audio_entries += 1
+        self._wakeup.set()
+
+    def _drop_oldest_audio(self) -> None:
+        for i, (kind, payload, _) in enumerate(self._out):
+            if kind == _AUDIO:
+                del self._out[i]
+                self._audio_entries -= 1
+                if self.input_format is not None:
+                    if not self.dropped_audio_ms:
+                        log.warning("ultravox: send queue full, dropping caller audio")
+                    self.dropped_audio_ms += self.input_format.duration_ms(len(payload))
+                return
+
+    # -- client messages ------------------------------------------------------------
+    def send_event(self, event: dict[str, Any]) -> asyncio.Future[bool]:
+        """Queue any client data message (a dict with ``type``) after queued audio.
+
+        Returns:
+            A future resolving True once sent, False if the client closed first.
+        """
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if self._closed:
+            log.warning("ultravox: %s ignored, the client is closed", event.get("type"))
+            fut.set_result(False)
+            return fut
+        self._flush_pending()
+        self._out.append((_EVENT, dict(event), fut))
+        self._wakeup.set()
+        return fut
+
+    def send_text(self, text: str, *, defer_response: bool | None = None,
+                  ) -> asyncio.Future[bool]:
+        """Send ``input_text_message``: a user message as text.
+
+        Args:
+            text: the message.
+            defer_response: True: the agent does not answer it (extra context).
+        """
+        msg: dict[str, Any] = {"type": "input_text_message", "text": str(text)}
+        if defer_response is not None:
+            msg["deferResponse"] = bool(defer_response)
+        return self.send_event(msg)
+
+    def set_output_medium(self, medium: str) -> asyncio.Future[bool]:
+        """Send ``set_output_medium``: ``"voice"`` or ``"text"`` for later agent turns."""
+        if medium not in ("voice", "text"):
+            raise ValueError("medium must be 'voice' or 'text'")
+        return self.send_event({"type": "set_output_medium", "medium": medium})
+
+    def hang_up(self, message: str | None = None) -> asyncio.Future[bool]:
+        """Send ``hang_up``: the Ultravox agent ends its call (the SIP call is untouched)."""
+        msg: dict[str, Any] = {"type": "hang_up"}
+        if message is not None:
+            msg["message"] = str(message)
+        return self.send_event(msg)
+
+    def ping(self, timestamp: float) -> asyncio.Future[bool]:
+        """Send ``ping``; the server answers with ``pong`` carrying ``timestamp``."""
+        return self.send_event({"type": "ping", "timestamp": float(timestamp)})
+
+    def forced_agent_message(self, content: str, **fields: Any) -> asyncio.Future[bool]:
+        """Send ``forced_agent_message``: the agent says ``content`` (plus Ultravox
+        fields such as ``uninterruptible=True``)."""
+        return self.send_event({"type": "forced_agent_message", "content": str(content),
+                                **fields})
+
+    def send_tool_result(
+        self,
+        call_id: str,
+        result: Any,
+        *,
+        response_type: str | None = None,
+        agent_reaction: str | None = None,
+        error_type: str | None = None,
+        error_message: str | None = None,
+    ) -> asyncio.Future[bool]:
+        """Answer a ``client_tool_invocation`` with ``client_tool_result``.
+
+        Args:
+            call_id: the ``invocationId`` (``event.call_id`` of ``VoiceAIEvents.ToolCall``).
+            result: a str is sent as is, anything else as JSON; None with an error.
+            response_type: Ultravox ``responseType`` (e.g. ``"hang-up"``); default
+                ``"tool-response"``.
+            agent_reaction: ``"speaks"``, ``"listens"`` or ``"speaks-once"``.
+            error_type: ``"undefined"`` or ``"implementation-error"`` (no result then).
+            error_message: text of the error, for the model.
+        """
+        msg: dict[str, Any] = {"type": "client_tool_result", "invocationId": str(call_id)}
+        if result is not None:
+            msg["result"] = result if isinstance(result, str) else json.dumps(result)
+        if response_type is not None:
+            msg["responseType"] = response_type
+        if agent_reaction is not None:
+            msg["agentReaction"] = agent_reaction
+        if error_type is not None:
+            msg["errorType"] = error_type
+        if error_message is not None:
+            msg["errorMessage"] = str(error_message)
+        return self.send_event(msg)
+
+    client_tool_result = send_tool_result
+
+
+__all__ = [
+    "ULTRAVOX_CAPABILITIES",
+    "WebSocketAPIClient",
+    "ultravox_capabilities",
+]
