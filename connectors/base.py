@@ -158,9 +158,11 @@ async def connect_with_retries(
     """
     last: BaseException | None = None
     tries = max(options.retries, 0) + 1
+    made = 0
     for n in range(tries):
         if n:
             await asyncio.sleep(options.delay(n))
+        made += 1
         try:
             return await asyncio.wait_for(attempt(), options.timeout)
         except ConnectorError as exc:
@@ -180,7 +182,7 @@ async def connect_with_retries(
         raise last
     what = "timed out" if isinstance(last, TimeoutError) else _describe(last, describe)
     raise ConnectorError(
-        f"{vendor}: could not connect after {tries} attempt(s): {what}",
+        f"{vendor}: could not connect after {made} attempt(s): {what}",
         vendor=vendor,
         retryable=is_retryable(last),
     ) from last
