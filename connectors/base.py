@@ -17,14 +17,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from gateway.errors import GatewayError
-from gateway.media.format import AudioFormat
+from gateway.media.format import AudioFormat, AudioFrame
 from gateway.runtime.context import current_session
-from gateway.runtime.events import ErrorSink, EventTarget
+from gateway.runtime.events import ErrorSink, Event, EventTarget
 from gateway.runtime.media_unit import MediaUnit
 
 log = logging.getLogger(__name__)
@@ -331,6 +332,285 @@ class VoiceAIClient(MediaUnit, EventTarget):
                     log.exception("%s: clear_media_buffer on %r failed", self.vendor, sink)
 
 
+#: Close code reported when the connection dropped without a close frame (RFC 6455 §7.1.5).
+ABNORMAL_CLOSURE = 1006
+
+#: Kinds of :class:`QueuedVoiceAIClient` send-queue entries.
+AUDIO = "audio"
+EVENT = "event"
+
+
+def _resolve(fut: asyncio.Future[bool] | None, ok: bool) -> None:
+    if fut is not None and not fut.done():
+        fut.set_result(ok)
+
+
+class QueuedVoiceAIClient(VoiceAIClient):
+    """A :class:`VoiceAIClient` with the send queue every WebSocket connector shares.
+
+    Caller audio routed in is batched to ``min_chunk_ms`` and queued (bounded by
+    ``max_queued_audio_ms``, oldest dropped first, never blocking the 20 ms media
+    clock); client events are queued behind it, keeping order, as
+    ``(kind, payload, future)`` entries of :attr:`_out`. One sender task writes them,
+    coalescing queued audio up to :attr:`coalesce_ms` when behind schedule, and
+    resolves each event's ``asyncio.Future[bool]`` (True once written, False if the
+    client closed first or the write failed). ``WebSocketClosed`` is dispatched once.
+
+    Subclasses implement :meth:`_write_audio` and :meth:`_write_event` (one write to
+    their transport), :meth:`_close_transport`, and a ``_read_loop``; hooks:
+    :meth:`_sender_ready`, :meth:`_idle`, :meth:`_after_write`, :meth:`_reader_finished`.
+    """
+
+    #: Coalesce queued audio into one write of at most this many ms (0: never).
+    coalesce_ms: int = 200
+    #: Keep the first close code/reason when the connection is lost more than once.
+    _keep_first_close = False
+
+    def __init__(
+        self,
+        owner: ErrorSink | None = None,
+        *,
+        on_websocket_closed: Callable[[Event], Any] | None = None,
+        max_queued_audio_ms: float = 2000.0,
+        min_chunk_ms: int = 20,
+    ) -> None:
+        super().__init__(owner)
+        self._on_websocket_closed = on_websocket_closed
+        self._max_audio_entries = max(1, int(max_queued_audio_ms // max(min_chunk_ms, 1)))
+        self._min_chunk_ms = min_chunk_ms
+        self._out: deque[tuple[str, Any, asyncio.Future[bool] | None]] = deque()
+        self._audio_entries = 0
+        self._wakeup = asyncio.Event()
+        self._pending = bytearray()
+        self._reader: asyncio.Task[None] | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self._closed_dispatched = False
+        #: ms of caller audio dropped because the send queue was full.
+        self.dropped_audio_ms = 0.0
+        #: WebSocket close code/reason once closed (RFC 6455 §7.4).
+        self.close_code: int | None = None
+        self.close_reason: str = ""
+
+    @property
+    def _log(self) -> logging.Logger:
+        """The logger of the vendor module (``connectors.<vendor>.client``)."""
+        return logging.getLogger(type(self).__module__)
+
+    # -- transport (per vendor) ---------------------------------------------------
+    async def _write_audio(self, data: bytes) -> None:
+        """Write one (possibly coalesced) chunk of caller audio."""
+        raise NotImplementedError
+
+    async def _write_event(self, kind: str, payload: Any) -> None:
+        """Write one queued client event."""
+        raise NotImplementedError
+
+    async def _close_transport(self, already: bool) -> None:
+        """Close the vendor connection (``already``: the client was closed before)."""
+
+    def _describe(self, kind: str, payload: Any) -> Any:
+        """What a failed write is called in the log."""
+        if kind == AUDIO:
+            return "audio"
+        return payload.get("type") if isinstance(payload, dict) else kind
+
+    # -- lifecycle ----------------------------------------------------------------
+    def _start_tasks(self, reader: Awaitable[None]) -> None:
+        """Start the reader (``reader``) and the sender task."""
+        self._reader = asyncio.ensure_future(reader)
+        self._sender = asyncio.ensure_future(self._send_loop())
+
+    async def close(self) -> None:
+        """Close the WebSocket (code 1000) and drop every media route; idempotent.
+
+        ``WebSocketClosed`` is dispatched (once) before this returns. The calls
+        this client was connected to are left alone.
+        """
+        already = self._closed
+        self._closed = True
+        self.stop_all_media()
+        self._cancel_sender()
+        await self._close_transport(already)
+        reader = self._reader
+        if reader is not None and reader is not asyncio.current_task() and not reader.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(reader), 5.0)
+            except (TimeoutError, asyncio.CancelledError):
+                reader.cancel()
+        if not self._closed_dispatched:
+            self._connection_lost(1000, "closed by client")
+
+    def _cancel_sender(self) -> None:
+        if self._sender is not None and not self._sender.done():
+            self._sender.cancel()
+        while self._out:
+            _resolve(self._out.popleft()[2], False)
+        self._audio_entries = 0
+        self._pending.clear()
+
+    def _close_log_detail(self) -> str:
+        return ""
+
+    def _connection_lost(self, code: int, reason: str) -> None:
+        """The socket is gone: stop media, dispatch ``WebSocketClosed`` once."""
+        self._closed = True
+        if not self._keep_first_close or self.close_code is None:
+            self.close_code = code
+            self.close_reason = reason
+        self._cancel_sender()
+        self.stop_all_media()
+        if self._closed_dispatched:
+            return
+        self._closed_dispatched = True
+        code, reason = self.close_code, self.close_reason
+        self._log.info("%s: websocket closed%s code=%s reason=%r",
+                       self.vendor, self._close_log_detail(), code, reason)
+        ev = self.dispatch(
+            VoiceAIEvents.WebSocketClosed,
+            data={"code": code, "reason": reason},
+            client=self,
+            code=code,
+            reason=reason,
+        )
+        cb = self._on_websocket_closed
+        if cb is not None:
+            self._call(cb, ev)
+
+    # -- reader -------------------------------------------------------------------
+    async def _guard_reader(self, body: Callable[[], Awaitable[None]]) -> None:
+        """Run the receive loop ``body``; when it ends, report the close once."""
+        from websockets.exceptions import ConnectionClosed
+
+        code, reason = ABNORMAL_CLOSURE, ""
+        try:
+            await body()
+        except ConnectionClosed as exc:
+            if exc.rcvd is not None:
+                code, reason = exc.rcvd.code, exc.rcvd.reason
+            elif exc.sent is not None and self._closed:
+                code, reason = exc.sent.code, exc.sent.reason
+        except asyncio.CancelledError:
+            self._connection_lost(1000, "closed by client")
+            raise
+        except Exception as exc:
+            self._log.exception("%s: reader failed", self.vendor)
+            reason = type(exc).__name__
+        self._connection_lost(code, reason)
+        await self._reader_finished()
+
+    async def _reader_finished(self) -> None:
+        """After the reader reported the close (release SDK resources ...)."""
+
+    # -- sender -------------------------------------------------------------------
+    def _sender_ready(self) -> bool:
+        """True when the head of the queue may be written now."""
+        return bool(self._out)
+
+    async def _idle(self) -> bool:
+        """Wait for work (:attr:`_wakeup`); False stops the sender."""
+        await self._wakeup.wait()
+        return True
+
+    def _after_write(self) -> None:
+        """One entry was written."""
+
+    async def _send_loop(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        while True:
+            while not self._sender_ready():
+                self._wakeup.clear()
+                if not await self._idle():
+                    return
+            kind, payload, fut = self._out.popleft()
+            try:
+                if kind == AUDIO:
+                    await self._write_audio(self._take_audio(payload))
+                else:
+                    await self._write_event(kind, payload)
+            except asyncio.CancelledError:
+                _resolve(fut, False)
+                raise
+            except ConnectionClosed:
+                _resolve(fut, False)
+                return
+            except Exception:
+                self._log.exception("%s: sending %s failed", self.vendor,
+                                    self._describe(kind, payload))
+                _resolve(fut, False)
+                continue
+            self._after_write()
+            _resolve(fut, True)
+
+    def _take_audio(self, first: bytes) -> bytes:
+        """``first`` (just popped) plus, when behind schedule, the queued audio after
+        it up to :attr:`coalesce_ms`."""
+        self._audio_entries -= 1
+        if self.coalesce_ms <= 0:
+            return first
+        chunks = [first]
+        limit = self.input_format.frame_bytes(self.coalesce_ms) if self.input_format else 0
+        size = len(first)
+        while self._out and self._out[0][0] == AUDIO and size < limit:
+            nxt = self._out.popleft()[1]
+            self._audio_entries -= 1
+            chunks.append(nxt)
+            size += len(nxt)
+        return b"".join(chunks)
+
+    # -- queue --------------------------------------------------------------------
+    def _on_media(self, frame: AudioFrame) -> None:
+        if self._closed:
+            return
+        self._pending += frame.data
+        fmt = self.input_format
+        if fmt is not None and len(self._pending) >= fmt.frame_bytes(self._min_chunk_ms):
+            self._flush_pending()
+
+    def _flush_pending(self) -> None:
+        if not self._pending:
+            return
+        data = bytes(self._pending)
+        self._pending.clear()
+        if self._audio_entries >= self._max_audio_entries:
+            self._drop_oldest_audio()
+        self._out.append((AUDIO, data, None))
+        self._audio_entries += 1
+        self._wakeup.set()
+
+    def _drop_oldest_audio(self) -> None:
+        for i, (kind, payload, _) in enumerate(self._out):
+            if kind == AUDIO:
+                del self._out[i]
+                self._audio_entries -= 1
+                if self.input_format is not None:
+                    if not self.dropped_audio_ms:
+                        self._log.warning("%s: send queue full, dropping caller audio",
+                                          self.vendor)
+                    self.dropped_audio_ms += self.input_format.duration_ms(len(payload))
+                return
+
+    def _clear_queued_audio(self) -> None:
+        """Drop caller audio queued and not yet sent."""
+        self._pending.clear()
+        kept = [e for e in self._out if e[0] != AUDIO]
+        self._out.clear()
+        self._out.extend(kept)
+        self._audio_entries = 0
+
+    def _queue(self, kind: str, payload: Any, what: Any) -> asyncio.Future[bool]:
+        """Queue a client event after queued audio (``what`` names it in the log)."""
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if self._closed:
+            self._log.warning("%s: %s ignored, the client is closed", self.vendor, what)
+            fut.set_result(False)
+            return fut
+        self._flush_pending()
+        self._out.append((kind, payload, fut))
+        self._wakeup.set()
+        return fut
+
+
 def first_played_sink(sinks: Sequence[Any]) -> Any | None:
     """The first of ``sinks`` that reports ``played_ms`` (a playout sink), or None."""
     for sink in sinks:
@@ -346,9 +626,11 @@ def _number(value: Any) -> float | None:
 
 
 __all__ = [
+    "ABNORMAL_CLOSURE",
     "Capabilities",
     "ConnectOptions",
     "ConnectorError",
+    "QueuedVoiceAIClient",
     "VoiceAIClient",
     "connect_with_retries",
     "first_played_sink",

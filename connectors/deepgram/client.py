@@ -27,11 +27,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from connectors.base import Capabilities, VoiceAIClient
+from connectors.base import Capabilities, QueuedVoiceAIClient
 from connectors.deepgram.events import VoiceAgentEvents, event_name
 from connectors.deepgram.settings import (
     INPUT_FORMATS,
@@ -55,10 +54,6 @@ DEEPGRAM_AGENT_CAPABILITIES = Capabilities(
     transcripts=True,
 )
 
-#: Close code reported when the connection dropped without a close frame (RFC 6455 §7.1.5).
-ABNORMAL_CLOSURE = 1006
-
-_AUDIO = "audio"
 _SETTINGS = "settings"
 _MESSAGE = "message"
 
@@ -77,7 +72,7 @@ _SEND_METHODS = {
 }
 
 
-class VoiceAgentClient(VoiceAIClient):
+class VoiceAgentClient(QueuedVoiceAIClient):
     """A connected Deepgram Voice Agent session, as a media unit and event target.
 
     Create it with :func:`~connectors.deepgram.connect.create_voice_agent_client`
@@ -125,25 +120,17 @@ class VoiceAgentClient(VoiceAIClient):
         min_chunk_ms: int = 20,
         owner: ErrorSink | None = None,
     ) -> None:
-        super().__init__(owner)
+        super().__init__(owner, on_websocket_closed=on_websocket_closed,
+                         max_queued_audio_ms=max_queued_audio_ms, min_chunk_ms=min_chunk_ms)
         self._socket = socket
         self._closer = closer
         self._settings_args = dict(settings_args or {})
         self.barge_in = barge_in
-        self._on_websocket_closed = on_websocket_closed
         self.settings_delay = settings_delay
         self.keepalive_interval = keepalive_interval
-        self._max_audio_entries = max(1, int(max_queued_audio_ms // max(min_chunk_ms, 1)))
-        self._min_chunk_ms = min_chunk_ms
-        self._out: deque[tuple[str, Any, asyncio.Future[bool] | None]] = deque()
-        self._audio_entries = 0
-        self._wakeup = asyncio.Event()
-        self._pending = bytearray()
         self._carry = b""
-        self._reader: asyncio.Task[None] | None = None
-        self._sender: asyncio.Task[None] | None = None
+        self._last_sent = 0.0
         self._timer: asyncio.TimerHandle | None = None
-        self._closed_dispatched = False
         self._calls: dict[str, str] = {}
         self._settings_sent = False
         #: Set once the server sent ``SettingsApplied``.
@@ -152,11 +139,6 @@ class VoiceAgentClient(VoiceAIClient):
         self.settings: dict[str, Any] | None = None
         #: ``request_id`` of the server's ``Welcome``.
         self.request_id: str = ""
-        #: ms of caller audio dropped because the send queue was full.
-        self.dropped_audio_ms = 0.0
-        #: WebSocket close code/reason once closed (RFC 6455 §7.4).
-        self.close_code: int | None = None
-        self.close_reason: str = ""
         if audio_format is not None:
             self.input_format, self.output_format = audio_format
             self._settings_sent = True
@@ -171,10 +153,10 @@ class VoiceAgentClient(VoiceAIClient):
     # -- lifecycle --------------------------------------------------------------
     def _start(self, early: list[Any] | None = None) -> None:
         """Start the reader and sender; ``early`` messages (Welcome ...) are dispatched first."""
-        self._reader = asyncio.ensure_future(self._read_loop(list(early or ())))
-        self._sender = asyncio.ensure_future(self._send_loop())
+        loop = asyncio.get_running_loop()
+        self._last_sent = loop.time()
+        self._start_tasks(self._read_loop(list(early or ())))
         if not self._settings_sent:
-            loop = asyncio.get_running_loop()
             self._timer = loop.call_later(max(self.settings_delay, 0.0), self._settings_timeout)
 
     def _settings_timeout(self) -> None:
@@ -197,26 +179,9 @@ class VoiceAgentClient(VoiceAIClient):
             waiter.cancel()
         return self.settings_applied.is_set() and not self._closed
 
-    async def close(self) -> None:
-        """Close the WebSocket (code 1000) and drop every media route; idempotent.
-
-        ``WebSocketClosed`` is dispatched (once) before this returns. The calls
-        this client was connected to are left alone.
-        """
-        already = self._closed
-        self._closed = True
-        self.stop_all_media()
-        self._cancel_sender()
+    async def _close_transport(self, already: bool) -> None:
         if not already:
             await self._close_socket()
-        reader = self._reader
-        if reader is not None and reader is not asyncio.current_task() and not reader.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(reader), 5.0)
-            except (TimeoutError, asyncio.CancelledError):
-                reader.cancel()
-        if not self._closed_dispatched:
-            self._connection_lost(1000, "closed by client")
 
     async def _close_socket(self) -> None:
         closer, self._closer = self._closer, None
@@ -231,125 +196,62 @@ class VoiceAgentClient(VoiceAIClient):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._sender is not None and not self._sender.done():
-            self._sender.cancel()
-        while self._out:
-            _, _, fut = self._out.popleft()
-            if fut is not None and not fut.done():
-                fut.set_result(False)
-        self._audio_entries = 0
-        self._pending.clear()
-
-    def _connection_lost(self, code: int, reason: str) -> None:
-        """The socket is gone: stop media, dispatch ``WebSocketClosed`` once."""
-        self._closed = True
-        self.close_code = code
-        self.close_reason = reason
-        self._cancel_sender()
-        self.stop_all_media()
-        if self._closed_dispatched:
-            return
-        self._closed_dispatched = True
-        log.info("deepgram: websocket closed code=%s reason=%r", code, reason)
-        ev = self.dispatch(
-            VoiceAgentEvents.WebSocketClosed,
-            data={"code": code, "reason": reason},
-            client=self,
-            code=code,
-            reason=reason,
-        )
-        cb = self._on_websocket_closed
-        if cb is not None:
-            self._call(cb, ev)
+        super()._cancel_sender()
 
     # -- tasks ------------------------------------------------------------------
     async def _read_loop(self, early: list[Any]) -> None:
-        from websockets.exceptions import ConnectionClosed
+        await self._guard_reader(lambda: self._receive(early))
 
-        code, reason = ABNORMAL_CLOSURE, ""
-        try:
-            for msg in early:
+    async def _receive(self, early: list[Any]) -> None:
+        for msg in early:
+            self._handle(msg)
+        while True:
+            try:
+                msg = await self._socket.recv()
+            except ValueError:
+                log.warning("deepgram: dropped a non-JSON text message")
+                continue
+            if isinstance(msg, bytes | bytearray):
+                self._on_agent_audio(bytes(msg))
+            else:
                 self._handle(msg)
-            while True:
-                try:
-                    msg = await self._socket.recv()
-                except ValueError:
-                    log.warning("deepgram: dropped a non-JSON text message")
-                    continue
-                if isinstance(msg, bytes | bytearray):
-                    self._on_agent_audio(bytes(msg))
-                else:
-                    self._handle(msg)
-        except ConnectionClosed as exc:
-            rcvd = exc.rcvd
-            if rcvd is not None:
-                code, reason = rcvd.code, rcvd.reason
-            elif exc.sent is not None and self._closed:
-                code, reason = exc.sent.code, exc.sent.reason
-        except asyncio.CancelledError:
-            self._connection_lost(1000, "closed by client")
-            raise
-        except Exception as exc:
-            log.exception("deepgram: reader failed")
-            reason = type(exc).__name__
-        self._connection_lost(code, reason)
+
+    async def _reader_finished(self) -> None:
         if self._closer is not None:
             await self._close_socket()
 
-    def _ready(self) -> bool:
+    def _sender_ready(self) -> bool:
+        # Audio waits for SettingsApplied; Settings themselves go first.
         return bool(self._out) and (self.settings_applied.is_set()
                                     or self._out[0][0] == _SETTINGS)
 
-    async def _send_loop(self) -> None:
+    async def _idle(self) -> bool:
         from websockets.exceptions import ConnectionClosed
 
         loop = asyncio.get_running_loop()
-        last_sent = loop.time()
-        while True:
-            while not self._ready():
-                self._wakeup.clear()
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), self.keepalive_interval)
+        except TimeoutError:
+            if (self.settings_applied.is_set()
+                    and loop.time() - self._last_sent >= self.keepalive_interval):
                 try:
-                    await asyncio.wait_for(self._wakeup.wait(), self.keepalive_interval)
-                except TimeoutError:
-                    if (self.settings_applied.is_set()
-                            and loop.time() - last_sent >= self.keepalive_interval):
-                        try:
-                            await self._socket.send_keep_alive()
-                        except ConnectionClosed:
-                            return
-                        last_sent = loop.time()
-            kind, payload, fut = self._out.popleft()
-            try:
-                if kind == _AUDIO:
-                    self._audio_entries -= 1
-                    chunks = [payload]
-                    # Behind schedule: coalesce queued audio into one frame (<= 200 ms).
-                    limit = self.input_format.frame_bytes(200) if self.input_format else 0
-                    size = len(payload)
-                    while self._out and self._out[0][0] == _AUDIO and size < limit:
-                        nxt = self._out.popleft()[1]
-                        self._audio_entries -= 1
-                        chunks.append(nxt)
-                        size += len(nxt)
-                    await self._socket.send_media(b"".join(chunks))
-                else:
-                    await self._write_message(payload)
-            except asyncio.CancelledError:
-                if fut is not None and not fut.done():
-                    fut.set_result(False)
-                raise
-            except ConnectionClosed:
-                if fut is not None and not fut.done():
-                    fut.set_result(False)
-                return
-            except Exception:
-                log.exception("deepgram: sending %s failed", kind)
-                if fut is not None and not fut.done():
-                    fut.set_result(False)
-                continue
-            last_sent = loop.time()
-            if fut is not None and not fut.done():
-                fut.set_result(True)
+                    await self._socket.send_keep_alive()
+                except ConnectionClosed:
+                    return False
+                self._last_sent = loop.time()
+        return True
+
+    def _after_write(self) -> None:
+        self._last_sent = asyncio.get_running_loop().time()
+
+    def _describe(self, kind: str, payload: Any) -> Any:
+        return kind
+
+    async def _write_audio(self, data: bytes) -> None:
+        await self._socket.send_media(data)
+
+    async def _write_event(self, kind: str, payload: Any) -> None:
+        await self._write_message(payload)
 
     async def _write_message(self, message: Any) -> None:
         if isinstance(message, dict):
@@ -433,43 +335,9 @@ class VoiceAgentClient(VoiceAIClient):
     def _apply_formats(self, fmt: AudioFormat) -> None:
         # Settings not sent yet (formats are pinned afterwards): audio queued so far
         # is in the old format and was never sent, drop it.
-        self._pending.clear()
+        self._clear_queued_audio()
         self._carry = b""
-        kept = [e for e in self._out if e[0] != _AUDIO]
-        self._out.clear()
-        self._out.extend(kept)
-        self._audio_entries = 0
         log.info("deepgram: audio formats in=%s out=%s", fmt, self.output_format)
-
-    def _on_media(self, frame: AudioFrame) -> None:
-        if self._closed:
-            return
-        self._pending += frame.data
-        fmt = self.input_format
-        if fmt is not None and len(self._pending) >= fmt.frame_bytes(self._min_chunk_ms):
-            self._flush_pending()
-
-    def _flush_pending(self) -> None:
-        if not self._pending:
-            return
-        data = bytes(self._pending)
-        self._pending.clear()
-        if self._audio_entries >= self._max_audio_entries:
-            self._drop_oldest_audio()
-        self._out.append((_AUDIO, data, None))
-        self._audio_entries += 1
-        self._wakeup.set()
-
-    def _drop_oldest_audio(self) -> None:
-        for i, (kind, payload, _) in enumerate(self._out):
-            if kind == _AUDIO:
-                del self._out[i]
-                self._audio_entries -= 1
-                if self.input_format is not None:
-                    if not self.dropped_audio_ms:
-                        log.warning("deepgram: send queue full, dropping caller audio")
-                    self.dropped_audio_ms += self.input_format.duration_ms(len(payload))
-                return
 
     # -- client messages --------------------------------------------------------
     def send_settings(self) -> asyncio.Future[bool]:
@@ -499,18 +367,10 @@ class VoiceAgentClient(VoiceAIClient):
 
         A dict whose ``type`` the SDK types is validated into that type first.
         """
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         kind = message.get("type") if isinstance(message, dict) else getattr(message, "type", "")
-        if self._closed:
-            log.warning("deepgram: %s ignored, the client is closed", kind)
-            fut.set_result(False)
-            return fut
-        if isinstance(message, dict):
+        if not self._closed and isinstance(message, dict):
             message = _typed(message)
-        self._flush_pending()
-        self._out.append((_MESSAGE, message, fut))
-        self._wakeup.set()
-        return fut
+        return self._queue(_MESSAGE, message, kind)
 
     def send_tool_result(self, call_id: str, result: Any) -> asyncio.Future[bool]:
         """Answer a client-side function call with ``FunctionCallResponse {id, name, content}``.

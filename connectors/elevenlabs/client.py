@@ -26,12 +26,11 @@ import base64
 import dataclasses
 import json
 import logging
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from connectors.base import Capabilities, VoiceAIClient
-from connectors.elevenlabs.events import AgentsEvents, event_name
+from connectors.base import EVENT, Capabilities, QueuedVoiceAIClient
+from connectors.elevenlabs.events import event_name
 from connectors.elevenlabs.formats import (
     SUPPORTED_INPUT_FORMATS,
     SUPPORTED_OUTPUT_FORMATS,
@@ -54,13 +53,8 @@ ELEVENLABS_AGENTS_CAPABILITIES = Capabilities(
     transcripts=True,
 )
 
-#: Close code reported when the connection dropped without a close frame (RFC 6455 §7.1.5).
-ABNORMAL_CLOSURE = 1006
-
 _ws_log = logging.getLogger("connectors.elevenlabs.websocket")
 
-_AUDIO = "audio"
-_EVENT = "event"
 _PONG = ClientToOrchestratorEvent.PONG.value
 _TOOL_RESULT = ClientToOrchestratorEvent.CLIENT_TOOL_RESULT.value
 
@@ -83,7 +77,7 @@ def _event_id(value: Any) -> int | None:
         return None
 
 
-class AgentsClient(VoiceAIClient):
+class AgentsClient(QueuedVoiceAIClient):
     """A connected ElevenLabs Agents conversation, as a media unit and event target.
 
     Create it with :func:`~connectors.elevenlabs.connect.create_agents_client`
@@ -114,6 +108,7 @@ class AgentsClient(VoiceAIClient):
 
     capabilities = ELEVENLABS_AGENTS_CAPABILITIES
     vendor = "elevenlabs"
+    coalesce_ms = 250
 
     def __init__(
         self,
@@ -134,7 +129,8 @@ class AgentsClient(VoiceAIClient):
                 "elevenlabs: unsupported audio formats in conversation_initiation_metadata: "
                 f"in={event.get('user_input_audio_format')!r} "
                 f"out={event.get('agent_output_audio_format')!r}")
-        super().__init__(owner)
+        super().__init__(owner, on_websocket_closed=on_websocket_closed,
+                         max_queued_audio_ms=max_queued_audio_ms, min_chunk_ms=min_chunk_ms)
         # This conversation's formats are fixed by the agent: narrow the record.
         self.capabilities = dataclasses.replace(
             ELEVENLABS_AGENTS_CAPABILITIES, input_formats=(fin,), output_formats=(fout,))
@@ -143,28 +139,13 @@ class AgentsClient(VoiceAIClient):
         self._conn = connection
         self.agent_id = agent_id
         self.barge_in = barge_in
-        self._on_websocket_closed = on_websocket_closed
-        self._max_audio_entries = max(1, int(max_queued_audio_ms // max(min_chunk_ms, 1)))
-        self._min_chunk_ms = min_chunk_ms
-        self._out: deque[tuple[str, Any, asyncio.Future[bool] | None]] = deque()
-        self._audio_entries = 0
-        self._wakeup = asyncio.Event()
-        self._pending = bytearray()
-        self._reader: asyncio.Task[None] | None = None
-        self._sender: asyncio.Task[None] | None = None
-        self._closed_dispatched = False
         self._last_interrupt_id = 0
         #: The server's ``conversation_initiation_metadata`` message.
         self.metadata: dict[str, Any] = metadata
         #: The conversation id the server assigned.
         self.conversation_id: str = str(event.get("conversation_id") or "")
-        #: ms of caller audio dropped because the send queue was full.
-        self.dropped_audio_ms = 0.0
         #: Agent audio events dropped because they belonged to an interrupted turn.
         self.dropped_audio_events = 0
-        #: WebSocket close code/reason once closed (RFC 6455 §7.4).
-        self.close_code: int | None = None
-        self.close_reason: str = ""
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -192,133 +173,45 @@ class AgentsClient(VoiceAIClient):
     # -- lifecycle ----------------------------------------------------------------
     def _start(self, early: list[dict[str, Any]]) -> None:
         """Start reader and sender; the metadata and ``early`` messages are handled first."""
-        self._reader = asyncio.ensure_future(self._read_loop([self.metadata, *early]))
-        self._sender = asyncio.ensure_future(self._send_loop())
+        self._start_tasks(self._read_loop([self.metadata, *early]))
 
-    async def close(self) -> None:
-        """Close the WebSocket (code 1000) and drop every media route; idempotent.
-
-        ``WebSocketClosed`` is dispatched (once) before this returns. The calls
-        this client was connected to are left alone.
-        """
-        already = self._closed
-        self._closed = True
-        self.stop_all_media()
-        self._cancel_sender()
+    async def _close_transport(self, already: bool) -> None:
         if not already:
             try:
                 await asyncio.wait_for(self._conn.close(), 5.0)
             except Exception as exc:
                 log.debug("elevenlabs: websocket close failed: %r", exc)
-        reader = self._reader
-        if reader is not None and reader is not asyncio.current_task() and not reader.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(reader), 5.0)
-            except (TimeoutError, asyncio.CancelledError):
-                reader.cancel()
-        if not self._closed_dispatched:
-            self._connection_lost(1000, "closed by client")
-
-    def _cancel_sender(self) -> None:
-        if self._sender is not None and not self._sender.done():
-            self._sender.cancel()
-        while self._out:
-            _, _, fut = self._out.popleft()
-            if fut is not None and not fut.done():
-                fut.set_result(False)
-        self._audio_entries = 0
-        self._pending.clear()
-
-    def _connection_lost(self, code: int, reason: str) -> None:
-        """The socket is gone: stop media, dispatch ``WebSocketClosed`` once."""
-        self._closed = True
-        self.close_code = code
-        self.close_reason = reason
-        self._cancel_sender()
-        self.stop_all_media()
-        if self._closed_dispatched:
-            return
-        self._closed_dispatched = True
-        log.info("elevenlabs: websocket closed code=%s reason=%r", code, reason)
-        ev = self.dispatch(AgentsEvents.WebSocketClosed, data={"code": code, "reason": reason},
-                           client=self, code=code, reason=reason)
-        cb = self._on_websocket_closed
-        if cb is not None:
-            self._call(cb, ev)
 
     # -- tasks --------------------------------------------------------------------
     async def _read_loop(self, first: list[dict[str, Any]]) -> None:
-        from websockets.exceptions import ConnectionClosed
+        await self._guard_reader(lambda: self._receive(first))
 
-        code, reason = ABNORMAL_CLOSURE, ""
-        try:
-            for data in first:
-                self._handle(data)
-            while True:
-                raw = await self._conn.recv()
-                try:
-                    data = json.loads(raw)
-                except ValueError:
-                    log.warning("elevenlabs: dropped a non-JSON message (%d bytes)", len(raw))
-                    continue
-                if isinstance(data, dict):
-                    self._handle(data)
-                else:
-                    log.warning("elevenlabs: dropped a non-object JSON message")
-        except ConnectionClosed as exc:
-            rcvd = exc.rcvd
-            if rcvd is not None:
-                code, reason = rcvd.code, rcvd.reason
-            elif exc.sent is not None and self._closed:
-                code, reason = exc.sent.code, exc.sent.reason
-        except asyncio.CancelledError:
-            self._connection_lost(1000, "closed by client")
-            raise
-        except Exception as exc:
-            log.exception("elevenlabs: reader failed")
-            reason = type(exc).__name__
-        self._connection_lost(code, reason)
-
-    async def _send_loop(self) -> None:
-        from websockets.exceptions import ConnectionClosed
-
+    async def _receive(self, first: list[dict[str, Any]]) -> None:
+        for data in first:
+            self._handle(data)
         while True:
-            while not self._out:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            kind, payload, fut = self._out.popleft()
-            if kind == _AUDIO:
-                self._audio_entries -= 1
-                chunks = [payload]
-                # Behind schedule: coalesce queued audio into one chunk (<= 250 ms).
-                limit = self.input_format.frame_bytes(250) if self.input_format else 0
-                size = len(payload)
-                while self._out and self._out[0][0] == _AUDIO and size < limit:
-                    nxt = self._out.popleft()[1]
-                    self._audio_entries -= 1
-                    chunks.append(nxt)
-                    size += len(nxt)
-                msg: dict[str, Any] = {
-                    "user_audio_chunk": base64.b64encode(b"".join(chunks)).decode("ascii")}
-            else:
-                msg = payload
+            raw = await self._conn.recv()
             try:
-                await self._conn.send(json.dumps(msg, separators=(",", ":")))
-            except asyncio.CancelledError:
-                if fut is not None and not fut.done():
-                    fut.set_result(False)
-                raise
-            except ConnectionClosed:
-                if fut is not None and not fut.done():
-                    fut.set_result(False)
-                return
-            except Exception:
-                log.exception("elevenlabs: sending %s failed", msg.get("type", "audio"))
-                if fut is not None and not fut.done():
-                    fut.set_result(False)
+                data = json.loads(raw)
+            except ValueError:
+                log.warning("elevenlabs: dropped a non-JSON message (%d bytes)", len(raw))
                 continue
-            if fut is not None and not fut.done():
-                fut.set_result(True)
+            if isinstance(data, dict):
+                self._handle(data)
+            else:
+                log.warning("elevenlabs: dropped a non-object JSON message")
+
+    async def _write_audio(self, data: bytes) -> None:
+        await self._send({"user_audio_chunk": base64.b64encode(data).decode("ascii")})
+
+    async def _write_event(self, kind: str, payload: Any) -> None:
+        await self._send(payload)
+
+    def _describe(self, kind: str, payload: Any) -> Any:
+        return payload.get("type", "audio") if isinstance(payload, dict) else "audio"
+
+    async def _send(self, msg: dict[str, Any]) -> None:
+        await self._conn.send(json.dumps(msg, separators=(",", ":")))
 
     # -- server messages ------------------------------------------------------------
     def _handle(self, data: dict[str, Any]) -> None:
@@ -365,37 +258,6 @@ class AgentsClient(VoiceAIClient):
             self._emit(AudioFrame(audio, self.server_output_format))
         return True
 
-    # -- media in -------------------------------------------------------------------
-    def _on_media(self, frame: AudioFrame) -> None:
-        if self._closed:
-            return
-        self._pending += frame.data
-        fmt = self.input_format
-        if fmt is not None and len(self._pending) >= fmt.frame_bytes(self._min_chunk_ms):
-            self._flush_pending()
-
-    def _flush_pending(self) -> None:
-        if not self._pending:
-            return
-        data = bytes(self._pending)
-        self._pending.clear()
-        if self._audio_entries >= self._max_audio_entries:
-            self._drop_oldest_audio()
-        self._out.append((_AUDIO, data, None))
-        self._audio_entries += 1
-        self._wakeup.set()
-
-    def _drop_oldest_audio(self) -> None:
-        for i, (kind, payload, _) in enumerate(self._out):
-            if kind == _AUDIO:
-                del self._out[i]
-                self._audio_entries -= 1
-                if self.input_format is not None:
-                    if not self.dropped_audio_ms:
-                        log.warning("elevenlabs: send queue full, dropping caller audio")
-                    self.dropped_audio_ms += self.input_format.duration_ms(len(payload))
-                return
-
     # -- client messages ----------------------------------------------------------------
     def send_event(self, event: dict[str, Any]) -> asyncio.Future[bool]:
         """Queue any client message (a dict) after queued audio.
@@ -403,15 +265,7 @@ class AgentsClient(VoiceAIClient):
         Returns:
             A future resolving True once sent, False if the client closed first.
         """
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        if self._closed:
-            log.warning("elevenlabs: %s ignored, the client is closed", event.get("type"))
-            fut.set_result(False)
-            return fut
-        self._flush_pending()
-        self._out.append((_EVENT, event, fut))
-        self._wakeup.set()
-        return fut
+        return self._queue(EVENT, event, event.get("type"))
 
     def send_tool_result(self, call_id: str, result: Any, *,
                          is_error: bool = False) -> asyncio.Future[bool]:

@@ -23,11 +23,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from connectors.base import VoiceAIClient
+from connectors.base import ABNORMAL_CLOSURE, AUDIO, EVENT, QueuedVoiceAIClient
 from connectors.gemini.events import LiveAPIEvents, message_events
 from connectors.gemini.formats import GEMINI_LIVE_CAPABILITIES, mime_type, parse_mime_type
 from gateway.media.format import AudioFormat, AudioFrame
@@ -35,13 +34,9 @@ from gateway.runtime.events import ErrorSink, Event
 
 log = logging.getLogger(__name__)
 
-#: Close code reported when the connection dropped without a close frame (RFC 6455 §7.1.5).
-ABNORMAL_CLOSURE = 1006
 #: Unparsable messages in a row after which the reader gives up on the connection.
 _MAX_BAD_MESSAGES = 50
 
-_AUDIO = "audio"
-_EVENT = "event"
 
 E = LiveAPIEvents
 
@@ -96,7 +91,7 @@ def tool_response_body(result: Any) -> dict[str, Any]:
     return {"output": result}
 
 
-class LiveAPIClient(VoiceAIClient):
+class LiveAPIClient(QueuedVoiceAIClient):
     """A connected Gemini Live session, as a media unit and event target.
 
     Create it with :func:`~connectors.gemini.connect.create_live_api_client`
@@ -124,6 +119,7 @@ class LiveAPIClient(VoiceAIClient):
 
     capabilities = GEMINI_LIVE_CAPABILITIES
     vendor = "gemini"
+    _keep_first_close = True
 
     def __init__(
         self,
@@ -137,33 +133,19 @@ class LiveAPIClient(VoiceAIClient):
         min_chunk_ms: int = 20,
         owner: ErrorSink | None = None,
     ) -> None:
-        super().__init__(owner)
+        super().__init__(owner, on_websocket_closed=on_websocket_closed,
+                         max_queued_audio_ms=max_queued_audio_ms, min_chunk_ms=min_chunk_ms)
         self._session = session
         self._manager = manager
         self.model = model
         self.barge_in = barge_in
-        self._on_websocket_closed = on_websocket_closed
-        self._max_audio_entries = max(1, int(max_queued_audio_ms // max(min_chunk_ms, 1)))
-        self._min_chunk_ms = min_chunk_ms
-        self._out: deque[tuple[str, Any, asyncio.Future[bool] | None]] = deque()
-        self._audio_entries = 0
-        self._wakeup = asyncio.Event()
-        self._pending = bytearray()
         self._out_converters: dict[AudioFormat, Any] = {}
-        self._reader: asyncio.Task[None] | None = None
-        self._sender: asyncio.Task[None] | None = None
-        self._closed_dispatched = False
         self._manager_exited = False
         self._client_closed = False
         #: Function name per outstanding tool call id (toolResponse needs both).
         self._tool_names: dict[str, str] = {}
         #: ``session_id`` from ``setupComplete`` (None if the server sent none).
         self.session_id: str | None = getattr(session, "session_id", None)
-        #: ms of caller audio dropped because the send queue was full.
-        self.dropped_audio_ms = 0.0
-        #: WebSocket close code/reason once closed (RFC 6455 §7.4).
-        self.close_code: int | None = None
-        self.close_reason: str = ""
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -180,8 +162,7 @@ class LiveAPIClient(VoiceAIClient):
     # -- lifecycle --------------------------------------------------------------------
     def _start(self) -> None:
         """Start the reader and sender tasks; ``SetupComplete`` is dispatched first."""
-        self._reader = asyncio.ensure_future(self._read_loop())
-        self._sender = asyncio.ensure_future(self._send_loop())
+        self._start_tasks(self._read_loop())
 
     async def close(self) -> None:
         """Close the WebSocket (code 1000) and drop every media route; idempotent.
@@ -189,19 +170,11 @@ class LiveAPIClient(VoiceAIClient):
         ``WebSocketClosed`` is dispatched (once) before this returns. The calls
         this client was connected to are left alone.
         """
-        self._closed = True
         self._client_closed = True
-        self.stop_all_media()
-        self._cancel_sender()
+        await super().close()
+
+    async def _close_transport(self, already: bool) -> None:
         await self._exit_manager()
-        reader = self._reader
-        if reader is not None and reader is not asyncio.current_task() and not reader.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(reader), 5.0)
-            except (TimeoutError, asyncio.CancelledError):
-                reader.cancel()
-        if not self._closed_dispatched:
-            self._connection_lost(1000, "closed by client")
 
     async def _exit_manager(self) -> None:
         if self._manager_exited:
@@ -214,40 +187,6 @@ class LiveAPIClient(VoiceAIClient):
                 await asyncio.wait_for(self._session.close(), 5.0)
         except Exception as exc:  # already gone: nothing left to close
             log.debug("gemini: websocket close failed: %r", exc)
-
-    def _cancel_sender(self) -> None:
-        if self._sender is not None and not self._sender.done():
-            self._sender.cancel()
-        while self._out:
-            _, _, fut = self._out.popleft()
-            if fut is not None and not fut.done():
-                fut.set_result(False)
-        self._audio_entries = 0
-        self._pending.clear()
-
-    def _connection_lost(self, code: int, reason: str) -> None:
-        """The socket is gone: stop media, dispatch ``WebSocketClosed`` once."""
-        self._closed = True
-        if self.close_code is None:
-            self.close_code = code
-            self.close_reason = reason
-        self._cancel_sender()
-        self.stop_all_media()
-        if self._closed_dispatched:
-            return
-        self._closed_dispatched = True
-        code, reason = self.close_code, self.close_reason
-        log.info("gemini: websocket closed code=%s reason=%r", code, reason)
-        ev = self.dispatch(
-            E.WebSocketClosed,
-            data={"code": code, "reason": reason},
-            client=self,
-            code=code,
-            reason=reason,
-        )
-        cb = self._on_websocket_closed
-        if cb is not None:
-            self._call(cb, ev)
 
     # -- tasks ------------------------------------------------------------------------
     async def _read_loop(self) -> None:
@@ -300,49 +239,15 @@ class LiveAPIClient(VoiceAIClient):
             data["error"]["code"] = code
         self.dispatch(E.Error, data=data, client=self, message=message)
 
-    async def _send_loop(self) -> None:
-        from websockets.exceptions import ConnectionClosed
+    async def _write_audio(self, data: bytes) -> None:
+        await self._send_audio(data)
 
-        while True:
-            while not self._out:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            kind, payload, fut = self._out.popleft()
-            if kind == _AUDIO:
-                self._audio_entries -= 1
-                chunks = [payload]
-                # Behind schedule: coalesce queued audio into one blob (<= 200 ms).
-                limit = self.input_format.frame_bytes(200) if self.input_format else 0
-                size = len(payload)
-                while self._out and self._out[0][0] == _AUDIO and size < limit:
-                    nxt = self._out.popleft()[1]
-                    self._audio_entries -= 1
-                    chunks.append(nxt)
-                    size += len(nxt)
-                data = b"".join(chunks)
-                what = "audio"
+    async def _write_event(self, kind: str, payload: Any) -> None:
+        _what, send = payload
+        await send()
 
-                def send(data: bytes = data) -> Awaitable[None]:
-                    return self._send_audio(data)
-            else:
-                what, send = payload
-            try:
-                await send()
-            except asyncio.CancelledError:
-                if fut is not None and not fut.done():
-                    fut.set_result(False)
-                raise
-            except ConnectionClosed:
-                if fut is not None and not fut.done():
-                    fut.set_result(False)
-                return
-            except Exception:
-                log.exception("gemini: sending %s failed", what)
-                if fut is not None and not fut.done():
-                    fut.set_result(False)
-                continue
-            if fut is not None and not fut.done():
-                fut.set_result(True)
+    def _describe(self, kind: str, payload: Any) -> Any:
+        return "audio" if kind == AUDIO else payload[0]
 
     async def _send_audio(self, data: bytes) -> None:
         from google.genai import types
@@ -428,47 +333,10 @@ class LiveAPIClient(VoiceAIClient):
             self._emit(AudioFrame(audio, out_fmt))
 
     # -- media in ---------------------------------------------------------------------------
-    def _on_media(self, frame: AudioFrame) -> None:
-        if self._closed:
-            return
-        self._pending += frame.data
-        fmt = self.input_format
-        if fmt is not None and len(self._pending) >= fmt.frame_bytes(self._min_chunk_ms):
-            self._flush_pending()
-
-    def _flush_pending(self) -> None:
-        if not self._pending:
-            return
-        data = bytes(self._pending)
-        self._pending.clear()
-        if self._audio_entries >= self._max_audio_entries:
-            self._drop_oldest_audio()
-        self._out.append((_AUDIO, data, None))
-        self._audio_entries += 1
-        self._wakeup.set()
-
-    def _drop_oldest_audio(self) -> None:
-        for i, (kind, payload, _) in enumerate(self._out):
-            if kind == _AUDIO:
-                del self._out[i]
-                self._audio_entries -= 1
-                if self.input_format is not None:
-                    if not self.dropped_audio_ms:
-                        log.warning("gemini: send queue full, dropping caller audio")
-                    self.dropped_audio_ms += self.input_format.duration_ms(len(payload))
-                return
-
     # -- client messages ---------------------------------------------------------------------
-    def _queue(self, what: str, send: Callable[[], Awaitable[None]]) -> asyncio.Future[bool]:
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        if self._closed:
-            log.warning("gemini: %s ignored, the client is closed", what)
-            fut.set_result(False)
-            return fut
-        self._flush_pending()
-        self._out.append((_EVENT, (what, send), fut))
-        self._wakeup.set()
-        return fut
+    def _queue_send(self, what: str,
+                    send: Callable[[], Awaitable[None]]) -> asyncio.Future[bool]:
+        return self._queue(EVENT, (what, send), what)
 
     def send_tool_result(
         self, call_id: str, result: Any, *, name: str | None = None
@@ -491,7 +359,7 @@ class LiveAPIClient(VoiceAIClient):
             log.warning("gemini: tool result for unknown call id %r", call_id)
         response = types.FunctionResponse(id=call_id, name=fname,
                                           response=tool_response_body(result))
-        return self._queue(
+        return self._queue_send(
             "toolResponse",
             lambda: self._session.send_tool_response(function_responses=[response]),
         )
@@ -505,35 +373,31 @@ class LiveAPIClient(VoiceAIClient):
         """
         if isinstance(turns, str):
             turns = {"role": "user", "parts": [{"text": turns}]}
-        return self._queue(
+        return self._queue_send(
             "clientContent",
             lambda: self._session.send_client_content(turns=turns, turn_complete=turn_complete),
         )
 
     def send_text(self, text: str) -> asyncio.Future[bool]:
         """Send ``realtimeInput.text`` (text the model reacts to like speech)."""
-        return self._queue("realtimeInput.text",
+        return self._queue_send("realtimeInput.text",
                            lambda: self._session.send_realtime_input(text=text))
 
     def send_audio_stream_end(self) -> asyncio.Future[bool]:
         """Flush caller audio and send ``realtimeInput.audioStreamEnd`` (mic paused)."""
-        return self._queue("realtimeInput.audioStreamEnd",
+        return self._queue_send("realtimeInput.audioStreamEnd",
                            lambda: self._session.send_realtime_input(audio_stream_end=True))
 
     def send_activity_start(self) -> asyncio.Future[bool]:
         """Send ``realtimeInput.activityStart`` (automatic VAD switched off)."""
-        return self._queue("realtimeInput.activityStart",
+        return self._queue_send("realtimeInput.activityStart",
                            lambda: self._session.send_realtime_input(activity_start={}))
 
     def send_activity_end(self) -> asyncio.Future[bool]:
         """Send ``realtimeInput.activityEnd`` (automatic VAD switched off)."""
-        return self._queue("realtimeInput.activityEnd",
+        return self._queue_send("realtimeInput.activityEnd",
                            lambda: self._session.send_realtime_input(activity_end={}))
 
     def clear_input_audio(self) -> None:
         """Drop caller audio queued and not yet sent."""
-        self._pending.clear()
-        kept = [e for e in self._out if e[0] != _AUDIO]
-        self._out.clear()
-        self._out.extend(kept)
-        self._audio_entries = 0
+        self._clear_queued_audio()

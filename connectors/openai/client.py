@@ -22,17 +22,18 @@ import base64
 import copy
 import json
 import logging
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from connectors.base import (
+    AUDIO,
+    EVENT,
     Capabilities,
-    VoiceAIClient,
+    QueuedVoiceAIClient,
     first_played_sink,
 )
-from connectors.openai.events import RealtimeAPIEvents, event_name
+from connectors.openai.events import event_name
 from connectors.openai.formats import (
     SUPPORTED_FORMATS,
     session_formats,
@@ -53,10 +54,6 @@ OPENAI_REALTIME_CAPABILITIES = Capabilities(
     function_calling=True,
     transcripts=True,
 )
-
-#: Close code reported when the connection dropped without a close frame (RFC 6455 §7.1.5).
-ABNORMAL_CLOSURE = 1006
-
 
 class _RedactSecrets(logging.Filter):
     """Hides credential headers in the websockets handshake debug log."""
@@ -97,11 +94,7 @@ class _AudioItem:
     truncated: bool = False
 
 
-_AUDIO = "audio"
-_EVENT = "event"
-
-
-class RealtimeAPIClient(VoiceAIClient):
+class RealtimeAPIClient(QueuedVoiceAIClient):
     """A connected OpenAI Realtime API session, as a media unit and event target.
 
     Create it with :func:`create_realtime_api_client` (``OpenAI.create_realtime_api_client``).
@@ -141,33 +134,19 @@ class RealtimeAPIClient(VoiceAIClient):
         min_chunk_ms: int = 20,
         owner: ErrorSink | None = None,
     ) -> None:
-        super().__init__(owner)
+        super().__init__(owner, on_websocket_closed=on_websocket_closed,
+                         max_queued_audio_ms=max_queued_audio_ms, min_chunk_ms=min_chunk_ms)
         self._conn = connection
         self._sdk = sdk_client
         self.model = model
         self.barge_in = barge_in
-        self._on_websocket_closed = on_websocket_closed
-        self._max_audio_entries = max(1, int(max_queued_audio_ms // max(min_chunk_ms, 1)))
-        self._min_chunk_ms = min_chunk_ms
-        self._out: deque[tuple[str, Any, asyncio.Future[bool] | None]] = deque()
-        self._audio_entries = 0
-        self._wakeup = asyncio.Event()
-        self._pending = bytearray()
         #: Formats the server last confirmed (session.created / session.updated).
         self._server_in: AudioFormat = PCM16_24K
         self._server_out: AudioFormat = PCM16_24K
         self._out_converter: Any = None
         self._item: _AudioItem | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._sender: asyncio.Task[None] | None = None
-        self._closed_dispatched = False
         #: The session object of the last ``session.created``/``session.updated``.
         self.session: dict[str, Any] = {}
-        #: ms of caller audio dropped because the send queue was full.
-        self.dropped_audio_ms = 0.0
-        #: WebSocket close code/reason once closed (RFC 6455 §7.4).
-        self.close_code: int | None = None
-        self.close_reason: str = ""
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -179,8 +158,7 @@ class RealtimeAPIClient(VoiceAIClient):
     # -- lifecycle --------------------------------------------------------------
     def _start(self, first_event: dict[str, Any] | None) -> None:
         """Start the reader and sender tasks; ``first_event`` is dispatched first."""
-        self._reader = asyncio.ensure_future(self._read_loop(first_event))
-        self._sender = asyncio.ensure_future(self._send_loop())
+        self._start_tasks(self._read_loop(first_event))
 
     async def close(self) -> None:
         """Close the WebSocket (code 1000) and drop every media route; idempotent.
@@ -188,24 +166,15 @@ class RealtimeAPIClient(VoiceAIClient):
         ``WebSocketClosed`` is dispatched (once) before this returns. The calls
         this client was connected to are left alone.
         """
-        already = self._closed
-        self._closed = True
-        self.stop_all_media()
-        self._cancel_sender()
+        await super().close()
+        await self._close_sdk()
+
+    async def _close_transport(self, already: bool) -> None:
         if not already:
             try:
                 await asyncio.wait_for(self._conn.close(), 5.0)
             except Exception as exc:  # already gone: nothing left to close
                 log.debug("openai: websocket close failed: %r", exc)
-        reader = self._reader
-        if reader is not None and reader is not asyncio.current_task() and not reader.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(reader), 5.0)
-            except (TimeoutError, asyncio.CancelledError):
-                reader.cancel()
-        if not self._closed_dispatched:
-            self._connection_lost(1000, "closed by client")
-        await self._close_sdk()
 
     async def _close_sdk(self) -> None:
         sdk, self._sdk = self._sdk, None
@@ -215,114 +184,36 @@ class RealtimeAPIClient(VoiceAIClient):
             except Exception as exc:
                 log.debug("openai: closing the SDK client failed: %r", exc)
 
-    def _cancel_sender(self) -> None:
-        if self._sender is not None and not self._sender.done():
-            self._sender.cancel()
-        while self._out:
-            _, _, fut = self._out.popleft()
-            if fut is not None and not fut.done():
-                fut.set_result(False)
-        self._audio_entries = 0
-        self._pending.clear()
-
-    def _connection_lost(self, code: int, reason: str) -> None:
-        """The socket is gone: stop media, dispatch ``WebSocketClosed`` once."""
-        self._closed = True
-        self.close_code = code
-        self.close_reason = reason
-        self._cancel_sender()
-        self.stop_all_media()
-        if self._closed_dispatched:
-            return
-        self._closed_dispatched = True
-        log.info("openai: websocket closed code=%s reason=%r", code, reason)
-        ev = self.dispatch(
-            RealtimeAPIEvents.WebSocketClosed,
-            data={"code": code, "reason": reason},
-            client=self,
-            code=code,
-            reason=reason,
-        )
-        cb = self._on_websocket_closed
-        if cb is not None:
-            self._call(cb, ev)
-
     # -- tasks --------------------------------------------------------------------
     async def _read_loop(self, first_event: dict[str, Any] | None) -> None:
-        from websockets.exceptions import ConnectionClosed
+        await self._guard_reader(lambda: self._receive(first_event))
 
-        code, reason = ABNORMAL_CLOSURE, ""
-        try:
-            if first_event is not None:
-                self._handle(first_event)
-            while True:
-                raw = await self._conn.recv_bytes()
-                try:
-                    data = json.loads(raw)
-                except ValueError:
-                    log.warning("openai: dropped a non-JSON message (%d bytes)", len(raw))
-                    continue
-                if isinstance(data, dict):
-                    self._handle(data)
-        except ConnectionClosed as exc:
-            rcvd = exc.rcvd
-            if rcvd is not None:
-                code, reason = rcvd.code, rcvd.reason
-            elif exc.sent is not None and self._closed:
-                code, reason = exc.sent.code, exc.sent.reason
-        except asyncio.CancelledError:
-            code, reason = 1000, "closed by client"
-            self._connection_lost(code, reason)
-            raise
-        except Exception as exc:
-            log.exception("openai: reader failed")
-            reason = f"{type(exc).__name__}"
-        self._connection_lost(code, reason)
+    async def _receive(self, first_event: dict[str, Any] | None) -> None:
+        if first_event is not None:
+            self._handle(first_event)
+        while True:
+            raw = await self._conn.recv_bytes()
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                log.warning("openai: dropped a non-JSON message (%d bytes)", len(raw))
+                continue
+            if isinstance(data, dict):
+                self._handle(data)
+
+    async def _reader_finished(self) -> None:
         if self._sdk is not None:
             await self._close_sdk()
 
-    async def _send_loop(self) -> None:
-        from websockets.exceptions import ConnectionClosed
+    async def _write_audio(self, data: bytes) -> None:
+        await self._write({"type": "input_audio_buffer.append",
+                           "audio": base64.b64encode(data).decode("ascii")})
 
-        while True:
-            while not self._out:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            kind, payload, fut = self._out.popleft()
-            if kind == _AUDIO:
-                self._audio_entries -= 1
-                chunks = [payload]
-                # Behind schedule: coalesce queued audio into one append (<= 200 ms).
-                limit = self.input_format.frame_bytes(200) if self.input_format else 0
-                size = len(payload)
-                while self._out and self._out[0][0] == _AUDIO and size < limit:
-                    nxt = self._out.popleft()[1]
-                    self._audio_entries -= 1
-                    chunks.append(nxt)
-                    size += len(nxt)
-                msg: dict[str, Any] = {
-                    "type": "input_audio_buffer.append",
-                    "audio": base64.b64encode(b"".join(chunks)).decode("ascii"),
-                }
-            else:
-                msg = payload
-            try:
-                await self._write(msg)
-            except asyncio.CancelledError:
-                if fut is not None and not fut.done():
-                    fut.set_result(False)
-                raise
-            except ConnectionClosed:
-                if fut is not None and not fut.done():
-                    fut.set_result(False)
-                return
-            except Exception:
-                log.exception("openai: sending %s failed", msg.get("type"))
-                if fut is not None and not fut.done():
-                    fut.set_result(False)
-                continue
-            if fut is not None and not fut.done():
-                fut.set_result(True)
+    async def _write_event(self, kind: str, payload: Any) -> None:
+        await self._write(payload)
+
+    def _describe(self, kind: str, payload: Any) -> Any:
+        return "input_audio_buffer.append" if kind == AUDIO else payload.get("type")
 
     async def _write(self, msg: dict[str, Any]) -> None:
         send_raw = getattr(self._conn, "send_raw", None)
@@ -434,37 +325,6 @@ class RealtimeAPIClient(VoiceAIClient):
             return None
         return item.item_id, min(max(float(sink.played_ms) - item.start_ms, 0.0), item.audio_ms)
 
-    # -- media in -------------------------------------------------------------------
-    def _on_media(self, frame: AudioFrame) -> None:
-        if self._closed:
-            return
-        self._pending += frame.data
-        fmt = self.input_format
-        if fmt is not None and len(self._pending) >= fmt.frame_bytes(self._min_chunk_ms):
-            self._flush_pending()
-
-    def _flush_pending(self) -> None:
-        if not self._pending:
-            return
-        data = bytes(self._pending)
-        self._pending.clear()
-        if self._audio_entries >= self._max_audio_entries:
-            self._drop_oldest_audio()
-        self._out.append((_AUDIO, data, None))
-        self._audio_entries += 1
-        self._wakeup.set()
-
-    def _drop_oldest_audio(self) -> None:
-        for i, (kind, payload, _) in enumerate(self._out):
-            if kind == _AUDIO:
-                del self._out[i]
-                self._audio_entries -= 1
-                if self.input_format is not None:
-                    if not self.dropped_audio_ms:
-                        log.warning("openai: send queue full, dropping caller audio")
-                    self.dropped_audio_ms += self.input_format.duration_ms(len(payload))
-                return
-
     def _apply_formats(self, fmt: AudioFormat) -> None:
         # Audio collected so far is in the old format: queue it before the update.
         self._flush_pending()
@@ -478,15 +338,7 @@ class RealtimeAPIClient(VoiceAIClient):
         Returns:
             A future resolving True once sent, False if the client closed first.
         """
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        if self._closed:
-            log.warning("openai: %s ignored, the client is closed", event.get("type"))
-            fut.set_result(False)
-            return fut
-        self._flush_pending()
-        self._out.append((_EVENT, event, fut))
-        self._wakeup.set()
-        return fut
+        return self._queue(EVENT, event, event.get("type"))
 
     def session_update(
         self, session: dict[str, Any] | None = None, **fields: Any
@@ -568,11 +420,7 @@ class RealtimeAPIClient(VoiceAIClient):
 
     def input_audio_buffer_clear(self) -> asyncio.Future[bool]:
         """Drop caller audio not yet sent and send ``input_audio_buffer.clear``."""
-        self._pending.clear()
-        kept = [e for e in self._out if e[0] != _AUDIO]
-        self._out.clear()
-        self._out.extend(kept)
-        self._audio_entries = 0
+        self._clear_queued_audio()
         return self.send_event({"type": "input_audio_buffer.clear"})
 
     def input_audio_buffer_commit(self) -> asyncio.Future[bool]:

@@ -21,19 +21,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from connectors.base import Capabilities, VoiceAIClient
+from connectors.base import EVENT, Capabilities, QueuedVoiceAIClient
 from connectors.ultravox.events import WebSocketAPIEvents, event_name
 from gateway.media.format import AudioFormat, AudioFrame, Encoding
 from gateway.runtime.events import ErrorSink, Event
 
 log = logging.getLogger(__name__)
-
-#: Close code reported when the connection dropped without a close frame (RFC 6455 §7.1.5).
-ABNORMAL_CLOSURE = 1006
 
 #: Logger handed to the websockets library (the join URL carries no API key).
 _ws_log = logging.getLogger("connectors.ultravox.websocket")
@@ -56,11 +52,7 @@ def ultravox_capabilities(input_sample_rate: int = 16000,
 #: The default (16 kHz both ways) capabilities.
 ULTRAVOX_CAPABILITIES = ultravox_capabilities()
 
-_AUDIO = "audio"
-_EVENT = "event"
-
-
-class WebSocketAPIClient(VoiceAIClient):
+class WebSocketAPIClient(QueuedVoiceAIClient):
     """A joined Ultravox call, as a media unit and event target.
 
     Create it with :func:`~connectors.ultravox.connect.create_websocket_api_client`
@@ -86,6 +78,7 @@ class WebSocketAPIClient(VoiceAIClient):
 
     capabilities = ULTRAVOX_CAPABILITIES
     vendor = "ultravox"
+    coalesce_ms = 0  # one binary frame per queued chunk
 
     def __init__(
         self,
@@ -103,30 +96,16 @@ class WebSocketAPIClient(VoiceAIClient):
         caps = ultravox_capabilities(input_sample_rate, output_sample_rate)
         if caps != ULTRAVOX_CAPABILITIES:
             self.capabilities = caps
-        super().__init__(owner)
+        super().__init__(owner, on_websocket_closed=on_websocket_closed,
+                         max_queued_audio_ms=max_queued_audio_ms, min_chunk_ms=min_chunk_ms)
         self._ws = websocket
         #: The create-call response (``callId``, ``joinUrl``, ``medium`` ...).
         self.call: dict[str, Any] = dict(call or {})
         self.call_id: str = str(self.call.get("callId") or "")
         self.barge_in = barge_in
-        self._on_websocket_closed = on_websocket_closed
-        self._max_audio_entries = max(1, int(max_queued_audio_ms // max(min_chunk_ms, 1)))
-        self._min_chunk_ms = min_chunk_ms
-        self._out: deque[tuple[str, Any, asyncio.Future[bool] | None]] = deque()
-        self._audio_entries = 0
-        self._wakeup = asyncio.Event()
-        self._pending = bytearray()
         self._carry = b""  # odd trailing byte of a downstream frame
-        self._reader: asyncio.Task[None] | None = None
-        self._sender: asyncio.Task[None] | None = None
-        self._closed_dispatched = False
         #: The last ``state`` the server reported ("listening", "speaking" ...).
         self.state: str = ""
-        #: ms of caller audio dropped because the send queue was full.
-        self.dropped_audio_ms = 0.0
-        #: WebSocket close code/reason once closed (RFC 6455 §7.4).
-        self.close_code: int | None = None
-        self.close_reason: str = ""
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -137,8 +116,7 @@ class WebSocketAPIClient(VoiceAIClient):
 
     # -- lifecycle --------------------------------------------------------------
     def _start(self) -> None:
-        self._reader = asyncio.ensure_future(self._read_loop())
-        self._sender = asyncio.ensure_future(self._send_loop())
+        self._start_tasks(self._read_loop())
 
     async def close(self) -> None:
         """Close the WebSocket (code 1000) and drop every media route; idempotent.
@@ -146,114 +124,35 @@ class WebSocketAPIClient(VoiceAIClient):
         ``WebSocketClosed`` is dispatched (once) before this returns. The Ultravox
         call ends when its WebSocket closes; the SIP calls are left alone.
         """
-        already = self._closed
-        self._closed = True
-        self.stop_all_media()
-        self._cancel_sender()
+        await super().close()
+
+    async def _close_transport(self, already: bool) -> None:
         if not already:
             try:
                 await asyncio.wait_for(self._ws.close(1000, "closed by client"), 5.0)
             except Exception as exc:
                 log.debug("ultravox: websocket close failed: %r", exc)
-        reader = self._reader
-        if reader is not None and reader is not asyncio.current_task() and not reader.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(reader), 5.0)
-            except (TimeoutError, asyncio.CancelledError):
-                reader.cancel()
-        if not self._closed_dispatched:
-            self._connection_lost(1000, "closed by client")
 
-    def _cancel_sender(self) -> None:
-        if self._sender is not None and not self._sender.done():
-            self._sender.cancel()
-        while self._out:
-            _, _, fut = self._out.popleft()
-            if fut is not None and not fut.done():
-                fut.set_result(False)
-        self._audio_entries = 0
-        self._pending.clear()
-
-    def _connection_lost(self, code: int, reason: str) -> None:
-        """The socket is gone: stop media, dispatch ``WebSocketClosed`` once."""
-        self._closed = True
-        self.close_code = code
-        self.close_reason = reason
-        self._cancel_sender()
-        self.stop_all_media()
-        if self._closed_dispatched:
-            return
-        self._closed_dispatched = True
-        log.info("ultravox: websocket closed call_id=%s code=%s reason=%r",
-                 self.call_id, code, reason)
-        ev = self.dispatch(
-            WebSocketAPIEvents.WebSocketClosed,
-            data={"code": code, "reason": reason},
-            client=self,
-            code=code,
-            reason=reason,
-        )
-        cb = self._on_websocket_closed
-        if cb is not None:
-            self._call(cb, ev)
+    def _close_log_detail(self) -> str:
+        return f" call_id={self.call_id}"
 
     # -- tasks --------------------------------------------------------------------
     async def _read_loop(self) -> None:
-        from websockets.exceptions import ConnectionClosed
+        await self._guard_reader(self._receive)
 
-        code, reason = ABNORMAL_CLOSURE, ""
-        try:
-            while True:
-                message = await self._ws.recv()
-                if isinstance(message, bytes | bytearray | memoryview):
-                    self._on_audio(bytes(message))
-                else:
-                    self._on_text(message)
-        except ConnectionClosed as exc:
-            if exc.rcvd is not None:
-                code, reason = exc.rcvd.code, exc.rcvd.reason
-            elif exc.sent is not None and self._closed:
-                code, reason = exc.sent.code, exc.sent.reason
-        except asyncio.CancelledError:
-            self._connection_lost(1000, "closed by client")
-            raise
-        except Exception as exc:
-            log.exception("ultravox: reader failed")
-            reason = type(exc).__name__
-        self._connection_lost(code, reason)
-
-    async def _send_loop(self) -> None:
-        from websockets.exceptions import ConnectionClosed
-
+    async def _receive(self) -> None:
         while True:
-            while not self._out:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            kind, payload, fut = self._out.popleft()
-            message: bytes | str
-            if kind == _AUDIO:
-                self._audio_entries -= 1
-                message = payload
+            message = await self._ws.recv()
+            if isinstance(message, bytes | bytearray | memoryview):
+                self._on_audio(bytes(message))
             else:
-                message = json.dumps(payload, separators=(",", ":"))
-            try:
-                await self._ws.send(message)
-            except asyncio.CancelledError:
-                if fut is not None and not fut.done():
-                    fut.set_result(False)
-                raise
-            except ConnectionClosed:
-                if fut is not None and not fut.done():
-                    fut.set_result(False)
-                return
-            except Exception:
-                log.exception("ultravox: sending %s failed",
-                              "audio" if kind == _AUDIO else payload.get("type"))
-                if fut is not None and not fut.done():
-                    fut.set_result(False)
-                continue
-            if fut is not None and not fut.done():
-                fut.set_result(True)
+                self._on_text(message)
+
+    async def _write_audio(self, data: bytes) -> None:
+        await self._ws.send(data)
+
+    async def _write_event(self, kind: str, payload: Any) -> None:
+        await self._ws.send(json.dumps(payload, separators=(",", ":")))
 
     # -- server messages ------------------------------------------------------------
     def _on_audio(self, data: bytes) -> None:
@@ -300,37 +199,6 @@ class WebSocketAPIClient(VoiceAIClient):
                                      str(data.get("invocationId") or ""),
                                      data.get("parameters"), data)
 
-    # -- media in -------------------------------------------------------------------
-    def _on_media(self, frame: AudioFrame) -> None:
-        if self._closed:
-            return
-        self._pending += frame.data
-        fmt = self.input_format
-        if fmt is not None and len(self._pending) >= fmt.frame_bytes(self._min_chunk_ms):
-            self._flush_pending()
-
-    def _flush_pending(self) -> None:
-        if not self._pending:
-            return
-        data = bytes(self._pending)
-        self._pending.clear()
-        if self._audio_entries >= self._max_audio_entries:
-            self._drop_oldest_audio()
-        self._out.append((_AUDIO, data, None))
-        self._audio_entries += 1
-        self._wakeup.set()
-
-    def _drop_oldest_audio(self) -> None:
-        for i, (kind, payload, _) in enumerate(self._out):
-            if kind == _AUDIO:
-                del self._out[i]
-                self._audio_entries -= 1
-                if self.input_format is not None:
-                    if not self.dropped_audio_ms:
-                        log.warning("ultravox: send queue full, dropping caller audio")
-                    self.dropped_audio_ms += self.input_format.duration_ms(len(payload))
-                return
-
     # -- client messages ------------------------------------------------------------
     def send_event(self, event: dict[str, Any]) -> asyncio.Future[bool]:
         """Queue any client data message (a dict with ``type``) after queued audio.
@@ -338,15 +206,7 @@ class WebSocketAPIClient(VoiceAIClient):
         Returns:
             A future resolving True once sent, False if the client closed first.
         """
-        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        if self._closed:
-            log.warning("ultravox: %s ignored, the client is closed", event.get("type"))
-            fut.set_result(False)
-            return fut
-        self._flush_pending()
-        self._out.append((_EVENT, dict(event), fut))
-        self._wakeup.set()
-        return fut
+        return self._queue(EVENT, dict(event), event.get("type"))
 
     def send_text(self, text: str, *, defer_response: bool | None = None,
                   ) -> asyncio.Future[bool]:
