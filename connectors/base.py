@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -135,6 +135,46 @@ class ConnectOptions:
     def delay(self, retry: int) -> float:
         """Seconds to wait before retry number ``retry`` (1-based)."""
         return min(self.backoff * (2 ** max(retry - 1, 0)), self.max_backoff)
+
+
+_SDK_CLIENTS: OrderedDict[tuple[Any, ...], asyncio.Future[Any]] = OrderedDict()
+_SDK_CLIENTS_MAX = 32
+
+
+async def shared_sdk_client(key: tuple[Any, ...], build: Callable[[], T]) -> T:
+    """One vendor SDK client per (event loop, ``key``), built in a worker thread.
+
+    Building an SDK client loads TLS trust stores and more (OpenAI ~40 ms,
+    google-genai 100-220 ms of blocking work); done on the event loop it stalls
+    every call's 20 ms media clock, so the first call of a kind builds it off the
+    loop and later calls reuse it. Concurrent first calls share one build. At most
+    32 clients are kept (least recently used first out).
+
+    Raises:
+        Whatever ``build`` raises (the failed build is not cached).
+    """
+    loop = asyncio.get_running_loop()
+    full_key = (id(loop), *key)
+    fut = _SDK_CLIENTS.get(full_key)
+    if fut is None or (fut.done() and fut.exception() is not None):
+        fut = loop.create_future()
+        _SDK_CLIENTS[full_key] = fut
+        while len(_SDK_CLIENTS) > _SDK_CLIENTS_MAX:
+            _SDK_CLIENTS.popitem(last=False)
+        try:
+            fut.set_result(await asyncio.to_thread(build))
+        except asyncio.CancelledError:
+            _SDK_CLIENTS.pop(full_key, None)
+            fut.cancel()
+            raise
+        except BaseException as exc:
+            _SDK_CLIENTS.pop(full_key, None)
+            fut.set_exception(exc)
+            fut.exception()  # retrieved: the caller re-raises it below
+            raise
+    else:
+        _SDK_CLIENTS.move_to_end(full_key)
+    return await asyncio.shield(fut)
 
 
 async def connect_with_retries(

@@ -9,14 +9,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from connectors.base import ConnectOptions, ConnectorError, connect_with_retries
+from connectors.base import (
+    ConnectOptions,
+    ConnectorError,
+    connect_with_retries,
+    shared_sdk_client,
+)
 from connectors.deepgram import _sdk
 from connectors.deepgram.client import DEEPGRAM_AGENT_CAPABILITIES, VoiceAgentClient
 from connectors.deepgram.settings import build_settings, validate_settings
@@ -68,26 +71,12 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-_SDK_CACHE: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-_SDK_CACHE_SIZE = 32
-
-
-def _shared_sdk(api_key: str, url: str) -> Any:
-    """One ``AsyncDeepgramClient`` per (event loop, key, URL): building one builds
-    an httpx client and its TLS trust store, too slow to do per call."""
-    key = (id(asyncio.get_running_loop()), api_key, url)
-    sdk = _SDK_CACHE.get(key)
-    if sdk is None:
-        rest = "http" + url[2:] if url.startswith("ws") else url
-        env = _sdk.DeepgramClientEnvironment(
-            base=rest, production=url, agent=url, agent_rest=rest)
-        sdk = _sdk.AsyncDeepgramClient(api_key=api_key, environment=env)
-        _SDK_CACHE[key] = sdk
-        while len(_SDK_CACHE) > _SDK_CACHE_SIZE:
-            _SDK_CACHE.popitem(last=False)
-    else:
-        _SDK_CACHE.move_to_end(key)
-    return sdk
+def _build_sdk(api_key: str, url: str) -> Any:
+    """An ``AsyncDeepgramClient`` for ``url`` (builds an httpx client and its TLS trust
+    store: blocking, so it runs in a worker thread via ``shared_sdk_client``)."""
+    rest = "http" + url[2:] if url.startswith("ws") else url
+    env = _sdk.DeepgramClientEnvironment(base=rest, production=url, agent=url, agent_rest=rest)
+    return _sdk.AsyncDeepgramClient(api_key=api_key, environment=env)
 
 
 def _type_of(msg: Any) -> str | None:
@@ -189,7 +178,7 @@ async def create_voice_agent_client(
         raise ConnectorError(str(exc) if str(exc).startswith("deepgram") else f"deepgram: {exc}",
                              vendor="deepgram") from None
     url = agent_base_url(base_url)
-    sdk = _shared_sdk(key, url)
+    sdk = await shared_sdk_client(("deepgram", key, url), lambda: _build_sdk(key, url))
 
     async def attempt() -> tuple[Any, Any, list[Any]]:
         manager = sdk.agent.v1.connect()

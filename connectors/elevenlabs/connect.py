@@ -29,12 +29,10 @@ for G.711 passthrough on PCMU calls). The client uses what the server announces.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import logging
 import os
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -44,7 +42,12 @@ from elevenlabs.types import ConversationInitiationClientDataRequestInput
 from elevenlabs.url_utils import build_ws_url
 from elevenlabs.version import __version__ as SDK_VERSION
 
-from connectors.base import ConnectOptions, ConnectorError, connect_with_retries
+from connectors.base import (
+    ConnectOptions,
+    ConnectorError,
+    connect_with_retries,
+    shared_sdk_client,
+)
 from connectors.elevenlabs.client import AgentsClient, _ws_log, metadata_formats
 from connectors.elevenlabs.formats import ClientToOrchestratorEvent
 from gateway.runtime.events import Event
@@ -85,25 +88,12 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-_SDK_CACHE: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-_SDK_CACHE_SIZE = 32
-
-
-def _shared_sdk(api_key: str, base_url: str) -> Any:
-    """One ``AsyncElevenLabs`` per (event loop, key, base URL), reused by every call
-    (building one loads the TLS trust store: blocking work on the event loop)."""
+def _build_sdk(api_key: str, base_url: str) -> Any:
+    """An ``AsyncElevenLabs`` (loads the TLS trust store: blocking, so it runs in a
+    worker thread via ``shared_sdk_client``)."""
     from elevenlabs.client import AsyncElevenLabs
 
-    key = (id(asyncio.get_running_loop()), api_key, base_url)
-    sdk = _SDK_CACHE.get(key)
-    if sdk is None:
-        sdk = AsyncElevenLabs(api_key=api_key, base_url=base_url)
-        _SDK_CACHE[key] = sdk
-        while len(_SDK_CACHE) > _SDK_CACHE_SIZE:
-            _SDK_CACHE.popitem(last=False)
-    else:
-        _SDK_CACHE.move_to_end(key)
-    return sdk
+    return AsyncElevenLabs(api_key=api_key, base_url=base_url)
 
 
 def conversation_url(agent_id: str, base_url: str | None = None,
@@ -207,7 +197,8 @@ async def create_agents_client(
     base = base_url or ElevenLabsEnvironment.PRODUCTION.value
     first = initiation_message(overrides, dynamic_variables, custom_llm_extra_body,
                                user_id, **initiation)
-    sdk = _shared_sdk(key, base) if key and not signed_url and use_signed_url else None
+    sdk = (await shared_sdk_client(("elevenlabs", key, base), lambda: _build_sdk(key, base))
+           if key and not signed_url and use_signed_url else None)
 
     async def url_and_headers() -> tuple[str, dict[str, str]]:
         if signed_url:

@@ -20,11 +20,15 @@ import copy
 import logging
 import os
 import ssl
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from connectors.base import ConnectOptions, ConnectorError, connect_with_retries
+from connectors.base import (
+    ConnectOptions,
+    ConnectorError,
+    connect_with_retries,
+    shared_sdk_client,
+)
 from connectors.gemini.client import LiveAPIClient, _closed_by
 from gateway.runtime.events import Event
 
@@ -74,31 +78,18 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-_SDK_CACHE: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-_SDK_CACHE_SIZE = 32
 
 
-def _sdk_client(api_key: str | None, base_url: str | None,
-                http_options: dict[str, Any] | Any | None) -> Any:
-    """A ``genai.Client``; shared per (event loop, key, URL, environment) when
-    ``http_options`` is not given.
-
-    Building one creates TLS contexts (tens of ms of blocking work), which would
-    stall every call's media if each call built its own.
+async def _sdk_client(api_key: str | None, base_url: str | None,
+                      http_options: dict[str, Any] | Any | None) -> Any:
+    """A ``genai.Client``, built off the event loop; shared per (event loop, key, URL,
+    environment) when ``http_options`` is not given (see ``shared_sdk_client``).
 
     Raises:
         ConnectorError: no API key, or options the SDK refuses.
     """
     from google import genai
 
-    cacheable = http_options is None
-    key = (id(asyncio.get_running_loop()), api_key, base_url,
-           *(os.environ.get(name) for name in _SDK_ENV))
-    if cacheable:
-        sdk = _SDK_CACHE.get(key)
-        if sdk is not None:
-            _SDK_CACHE.move_to_end(key)
-            return sdk
     opts: dict[str, Any]
     if http_options is None:
         opts = {}
@@ -108,15 +99,17 @@ def _sdk_client(api_key: str | None, base_url: str | None,
         opts = http_options.model_dump(exclude_none=True)
     if base_url is not None:
         opts["base_url"] = base_url
-    try:
-        sdk = genai.Client(api_key=api_key, http_options=opts or None)
-    except (ValueError, TypeError) as exc:
-        raise ConnectorError(f"gemini: {exc}", vendor="gemini") from None
-    if cacheable:
-        _SDK_CACHE[key] = sdk
-        while len(_SDK_CACHE) > _SDK_CACHE_SIZE:
-            _SDK_CACHE.popitem(last=False)
-    return sdk
+
+    def build() -> Any:
+        try:
+            return genai.Client(api_key=api_key, http_options=opts or None)
+        except (ValueError, TypeError) as exc:
+            raise ConnectorError(f"gemini: {exc}", vendor="gemini") from None
+
+    if http_options is not None:
+        return await asyncio.to_thread(build)
+    key = ("gemini", api_key, base_url, *(os.environ.get(name) for name in _SDK_ENV))
+    return await shared_sdk_client(key, build)
 
 
 def _function_tools(tools: list[Any]) -> list[Any]:
@@ -216,8 +209,10 @@ async def create_live_api_client(
         ConnectorError: no API key, an invalid config, or no session after the retries.
     """
     opts = connect_options or ConnectOptions()
-    live_config = build_live_config(instructions, voice, tools, **config)
-    sdk = _sdk_client(api_key, base_url, http_options)
+    # Both are blocking work (pydantic model building, TLS contexts): off the loop.
+    live_config = await asyncio.to_thread(build_live_config, instructions, voice, tools,
+                                          **config)
+    sdk = await _sdk_client(api_key, base_url, http_options)
 
     async def attempt() -> tuple[Any, Any]:
         manager = sdk.aio.live.connect(model=model, config=copy.deepcopy(live_config))

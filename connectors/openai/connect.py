@@ -8,18 +8,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import logging
 import os
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 import openai
 
-from connectors.base import ConnectOptions, ConnectorError, connect_with_retries
+from connectors.base import (
+    ConnectOptions,
+    ConnectorError,
+    connect_with_retries,
+    shared_sdk_client,
+)
 from connectors.openai.client import RealtimeAPIClient, _ws_log
 from gateway.runtime.events import Event
 
@@ -52,32 +55,11 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-_SDK_CACHE: OrderedDict[tuple[Any, ...], openai.AsyncOpenAI] = OrderedDict()
-_SDK_CACHE_SIZE = 32
-
-
-def _shared_sdk(api_key: str | None, base_url: str | None,
-                websocket_base_url: str | None) -> openai.AsyncOpenAI:
-    """One ``AsyncOpenAI`` per (event loop, key, URLs), reused by every call.
-
-    Building an SDK client loads the TLS trust store (~37 ms of blocking work),
-    which stalled every call's media when each call built its own
-    (bench/sip_bridge.py). Environment values are part of the key because the
-    SDK reads ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` when it is built.
-    """
-    key = (id(asyncio.get_running_loop()), api_key, base_url, websocket_base_url,
-           os.environ.get("OPENAI_API_KEY"), os.environ.get("OPENAI_BASE_URL"))
-    sdk = _SDK_CACHE.get(key)
-    if sdk is None:
-        sdk = openai.AsyncOpenAI(
-            api_key=api_key, base_url=base_url, websocket_base_url=websocket_base_url
-        )
-        _SDK_CACHE[key] = sdk
-        while len(_SDK_CACHE) > _SDK_CACHE_SIZE:
-            _SDK_CACHE.popitem(last=False)
-    else:
-        _SDK_CACHE.move_to_end(key)
-    return sdk
+def _sdk_key(api_key: str | None, base_url: str | None,
+             websocket_base_url: str | None) -> tuple[Any, ...]:
+    """Cache key of an ``AsyncOpenAI``: the arguments and the environment the SDK reads."""
+    return ("openai", api_key, base_url, websocket_base_url,
+            os.environ.get("OPENAI_API_KEY"), os.environ.get("OPENAI_BASE_URL"))
 
 
 async def create_realtime_api_client(
@@ -119,7 +101,10 @@ async def create_realtime_api_client(
     """
     opts = connect_options or ConnectOptions()
     try:
-        sdk = _shared_sdk(api_key, base_url, websocket_base_url)
+        sdk = await shared_sdk_client(
+            _sdk_key(api_key, base_url, websocket_base_url),
+            lambda: openai.AsyncOpenAI(api_key=api_key, base_url=base_url,
+                                       websocket_base_url=websocket_base_url))
     except openai.OpenAIError as exc:
         raise ConnectorError(f"openai: {exc}", vendor="openai") from None
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from connectors.base import _SDK_CLIENTS as _SDK_CACHE
 from connectors.base import ConnectOptions, ConnectorError, VoiceAIEvents
 from connectors.elevenlabs import AgentsClient, ElevenLabs
-from connectors.elevenlabs.connect import _SDK_CACHE
 from gateway.media.format import PCM16_16K, PCMA_8K, PCMU_8K, AudioFormat, AudioFrame
 from gateway.media.g711 import alaw_to_ulaw
 from gateway.runtime.events import Event
