@@ -15,29 +15,27 @@ method is a coroutine that never blocks the event loop.
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import Engine, Select, delete, func, select
+from sqlalchemy import Engine, Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from gateway.runtime.records import CallRecord, RuleMatch, ScenarioSource, SessionRecord
+from gateway.runtime.records import RuleMatch, ScenarioSource
 from gateway.store.db import create_engine, is_sqlite, run_migrations
 from gateway.store.errors import AlreadyExists, NotFound
+from gateway.store.history import HistoryMixin, _page, _total
 from gateway.store.keys import KeysMixin
+from gateway.store.keys import offloaded as _offloaded
 from gateway.store.models import (
     Account,
     Application,
-    CallRow,
-    CallSession,
     Rule,
     RuleScenario,
     Scenario,
@@ -83,28 +81,6 @@ def verify_api_key(api_key: str, stored: str) -> bool:
     return hmac.compare_digest(hash_api_key(api_key, salt), stored)
 
 
-def _offloaded(
-    fn: Callable[Concatenate[Store, P], R],
-) -> Callable[Concatenate[Store, P], Awaitable[R]]:
-    """Turn a blocking ``Store`` method into a coroutine run on the store's threads."""
-
-    @functools.wraps(fn)
-    async def wrapper(self: Store, *args: P.args, **kwargs: P.kwargs) -> R:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, self, *args,
-                                                                            **kwargs))
-
-    return wrapper
-
-
-def _page(stmt: Select[Any], offset: int, count: int) -> Select[Any]:
-    return stmt.offset(max(offset, 0)).limit(max(count, 0))
-
-
-def _total(session: Session, stmt: Select[Any]) -> int:
-    return session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
-
-
 def _app_info(app: Application) -> ApplicationInfo:
     return ApplicationInfo(app.id, app.application_name, app.created, app.modified)
 
@@ -132,27 +108,6 @@ def _rule_match(account_id: int, rule: Rule) -> RuleMatch:
         scenarios=[ScenarioSource(b.scenario.id, b.scenario.scenario_name,
                                   b.scenario.scenario_script) for b in rule.bindings],
     )
-
-
-def _session_record(row: CallSession, with_calls: bool) -> SessionRecord:
-    record = SessionRecord(
-        session_id=row.session_id, account_id=row.account_id,
-        application_id=row.application_id, application_name=row.application_name,
-        rule_id=row.rule_id, rule_name=row.rule_name, start_date=row.start_date,
-        custom_data=row.custom_data, initiator_address=row.initiator_address,
-        duration=row.duration, finish_reason=row.finish_reason, end_date=row.end_date,
-        call_session_history_id=row.call_session_history_id,
-    )
-    if with_calls:
-        record.calls = [
-            CallRecord(call_id=c.call_id, start_time=c.start_time, incoming=c.incoming,
-                       local_number=c.local_number, remote_number=c.remote_number,
-                       duration=c.duration, successful=c.successful, result_code=c.result_code,
-                       finish_reason=c.finish_reason, end_time=c.end_time,
-                       direction=c.direction)
-            for c in row.calls
-        ]
-    return record
 
 
 def _pattern_matches(pattern: str, exclude: str, number: str) -> bool:
@@ -188,7 +143,7 @@ def _find_owned(s: Session, model: Any, kind: str, account_id: int, obj_id: int 
         raise NotFound(kind, obj_id if obj_id is not None else name)
     return row
 
-class Store(KeysMixin, SecretsMixin):
+class Store(KeysMixin, SecretsMixin, HistoryMixin):
     """Persistent state of the gateway; implements ``SessionStore``.
 
     Create with :func:`open_store`; call :meth:`close` when done.
@@ -751,108 +706,6 @@ class Store(KeysMixin, SecretsMixin):
                 if _pattern_matches(rule.rule_pattern, rule.rule_pattern_exclude, number):
                     return _rule_match(account_id, rule)
         return None
-
-    @_offloaded
-    def session_started(self, record: SessionRecord) -> int:
-        """Persist a new session; returns its ``call_session_history_id``."""
-        with self._sessions.begin() as s:
-            row = CallSession(
-                session_id=record.session_id, account_id=record.account_id,
-                application_id=record.application_id, application_name=record.application_name,
-                rule_id=record.rule_id, rule_name=record.rule_name,
-                start_date=record.start_date, end_date=record.end_date,
-                duration=record.duration, finish_reason=record.finish_reason,
-                custom_data=record.custom_data, initiator_address=record.initiator_address,
-            )
-            s.add(row)
-            s.flush()
-            self._replace_calls(s, row.call_session_history_id, record.calls)
-            record.call_session_history_id = row.call_session_history_id
-            return row.call_session_history_id
-
-    @_offloaded
-    def session_finished(self, record: SessionRecord) -> None:
-        """Persist the final CDR of a session: end, duration, finish reason and its calls.
-
-        The row is found by ``call_session_history_id`` (or ``session_id``); a session
-        never reported as started is inserted whole.
-        """
-        with self._sessions.begin() as s:
-            row: CallSession | None = None
-            if record.call_session_history_id is not None:
-                row = s.get(CallSession, record.call_session_history_id)
-            if row is None:
-                row = s.scalars(select(CallSession)
-                                .where(CallSession.session_id == record.session_id)).first()
-            if row is None:
-                row = CallSession(
-                    session_id=record.session_id, account_id=record.account_id,
-                    application_id=record.application_id,
-                    application_name=record.application_name, rule_id=record.rule_id,
-                    rule_name=record.rule_name, start_date=record.start_date)
-                s.add(row)
-            row.end_date = record.end_date or utcnow()
-            row.duration = record.duration
-            row.finish_reason = record.finish_reason
-            row.initiator_address = record.initiator_address
-            if record.custom_data is not None:
-                row.custom_data = record.custom_data
-            s.flush()
-            self._replace_calls(s, row.call_session_history_id, record.calls)
-            record.call_session_history_id = row.call_session_history_id
-
-    @staticmethod
-    def _replace_calls(s: Session, history_id: int, calls: Sequence[CallRecord]) -> None:
-        s.execute(delete(CallRow).where(CallRow.call_session_history_id == history_id))
-        for c in {c.call_id: c for c in calls}.values():
-            s.add(CallRow(
-                call_session_history_id=history_id, call_id=c.call_id, start_time=c.start_time,
-                end_time=c.end_time, duration=c.duration, incoming=c.incoming,
-                local_number=c.local_number, remote_number=c.remote_number,
-                successful=c.successful, result_code=c.result_code,
-                finish_reason=c.finish_reason, direction=c.direction))
-
-    # -- history ----------------------------------------------------------------------
-
-    @_offloaded
-    def get_call_history(self, account_id: int, *, from_date: datetime, to_date: datetime,
-                         call_session_history_ids: Sequence[int] | None = None,
-                         application_id: int | None = None, rule_name: str | None = None,
-                         with_calls: bool = False, desc_order: bool = False,
-                         offset: int = 0, count: int = 20) -> Page[SessionRecord]:
-        """GetCallHistory: the account's sessions that started in [from_date, to_date].
-
-        Args:
-            from_date: inclusive lower bound of ``start_date`` (UTC).
-            to_date: inclusive upper bound of ``start_date`` (UTC).
-            call_session_history_ids: only these sessions.
-            application_id: only sessions of this application.
-            rule_name: only sessions started by a rule of this name.
-            with_calls: fill each record's ``calls``.
-            desc_order: newest first (default oldest first).
-            offset: rows to skip.
-            count: rows to return at most.
-        """
-        stmt = select(CallSession).where(CallSession.account_id == account_id,
-                                         CallSession.start_date >= from_date,
-                                         CallSession.start_date <= to_date)
-        if call_session_history_ids:
-            stmt = stmt.where(CallSession.call_session_history_id.in_(
-                list(call_session_history_ids)))
-        if application_id is not None:
-            stmt = stmt.where(CallSession.application_id == application_id)
-        if rule_name is not None:
-            stmt = stmt.where(CallSession.rule_name == rule_name)
-        key = CallSession.call_session_history_id
-        order = (CallSession.start_date.desc(), key.desc()) if desc_order else (
-            CallSession.start_date, key)
-        with self._sessions() as s:
-            total = _total(s, stmt)
-            page = _page(stmt.order_by(*order), offset, count)
-            if with_calls:
-                page = page.options(selectinload(CallSession.calls))
-            rows = s.scalars(page).all()
-            return Page([_session_record(r, with_calls) for r in rows], total)
 
 
 async def open_store(database_url: str, *, workers: int | None = None) -> Store:
