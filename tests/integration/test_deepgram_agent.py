@@ -18,9 +18,9 @@ import pytest
 
 from connectors.base import ConnectOptions, ConnectorError, VoiceAIEvents
 from connectors.deepgram import Deepgram, VoiceAgentClient
-from gateway.media.format import PCM16_16K, PCM16_24K, PCMA_8K, PCMU_8K, AudioFormat, AudioFrame
+from gateway.media.format import PCM16_16K, PCM16_24K, PCMA_8K, PCMU_8K
 from gateway.runtime.events import Event
-from gateway.runtime.media_unit import MediaUnit
+from tests.fakes.fake_call import FakeCall
 from tests.fakes.fake_deepgram_agent import FakeVoiceAgentServer
 
 E = Deepgram.VoiceAgentEvents
@@ -30,41 +30,7 @@ FUNCS = [{"name": "lookup", "description": "Look an order up",
           "parameters": {"type": "object", "properties": {"order": {"type": "string"}}}}]
 
 
-class CallLike(MediaUnit):
-    """A call stand-in: emits ``fmt`` frames, records what it receives, counts clears."""
-
-    def __init__(self, fmt: AudioFormat) -> None:
-        super().__init__()
-        self.output_format = fmt
-        self.input_format = fmt
-        self.received = bytearray()
-        self.played_ms = 0.0
-        self.cleared = 0
-        self.hangups = 0
-        self._got = asyncio.Event()
-
-    @property
-    def queued_ms(self) -> float:
-        return max(self.input_format.duration_ms(len(self.received)) - self.played_ms, 0.0)
-
-    def push(self, data: bytes) -> None:
-        self._emit(AudioFrame(data, self.output_format))
-
-    def _on_media(self, frame: AudioFrame) -> None:
-        self.received += frame.data
-        self._got.set()
-
-    def clear_media_buffer(self) -> None:
-        self.cleared += 1
-
-    def hangup(self) -> None:
-        self.hangups += 1
-
-    async def wait_received(self, nbytes: int, timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
-            while len(self.received) < nbytes:
-                self._got.clear()
-                await self._got.wait()
+CallLike = FakeCall
 
 
 def ulaw_pattern(ms: int) -> bytes:

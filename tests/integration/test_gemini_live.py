@@ -22,7 +22,7 @@ from connectors.base import ConnectOptions, ConnectorError, VoiceAIEvents
 from connectors.gemini import Gemini, LiveAPIClient
 from gateway.media.format import PCM16_8K, PCM16_16K, PCM16_24K, AudioFormat, AudioFrame
 from gateway.runtime.events import Event
-from gateway.runtime.media_unit import MediaUnit
+from tests.fakes.fake_call import FakeCall
 from tests.fakes.fake_gemini_live import FakeGeminiLiveServer
 
 E = Gemini.LiveAPIEvents
@@ -30,48 +30,24 @@ KEY = "gemini-test-key-0123456789"
 FAST = ConnectOptions(retries=0, backoff=0.01, timeout=5.0)
 
 
-class CallLike(MediaUnit):
-    """A call stand-in: emits ``fmt`` frames, records what it receives.
-
-    ``played_ms`` is what the test says was played; ``queued_ms`` what was received
-    and not yet played; ``clear_media_buffer`` drops the queue.
-    """
+class CallLike(FakeCall):
+    """A call stand-in whose ``queued_ms`` is what arrived since the last clear."""
 
     def __init__(self, fmt: AudioFormat) -> None:
-        super().__init__()
-        self.output_format = fmt
-        self.input_format = fmt
-        self.received = bytearray()
-        self.played_ms = 0.0
-        self.cleared = 0
-        self.hangups = 0
+        super().__init__(fmt)
         self._queued = 0
-        self._got = asyncio.Event()
 
     @property
     def queued_ms(self) -> float:
         return self.input_format.duration_ms(self._queued)
 
-    def push(self, data: bytes) -> None:
-        self._emit(AudioFrame(data, self.output_format))
-
     def _on_media(self, frame: AudioFrame) -> None:
-        self.received += frame.data
+        super()._on_media(frame)
         self._queued += len(frame.data)
-        self._got.set()
 
     def clear_media_buffer(self) -> None:
-        self.cleared += 1
+        super().clear_media_buffer()
         self._queued = 0
-
-    def hangup(self) -> None:
-        self.hangups += 1
-
-    async def wait_received(self, nbytes: int, timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
-            while len(self.received) < nbytes:
-                self._got.clear()
-                await self._got.wait()
 
 
 def tone(rate: int, ms: int, hz: float = 440.0) -> bytes:

@@ -20,9 +20,9 @@ import pytest
 
 from connectors.base import ConnectOptions, ConnectorError
 from connectors.openai import OpenAI, RealtimeAPIClient
-from gateway.media.format import PCM16_24K, PCMU_8K, AudioFormat, AudioFrame
+from gateway.media.format import PCM16_24K, PCMU_8K
 from gateway.runtime.events import Event
-from gateway.runtime.media_unit import MediaUnit
+from tests.fakes.fake_call import FakeCall
 from tests.fakes.fake_openai_realtime import (
     FakeRealtimeServer,
     InvalidEvent,
@@ -35,50 +35,7 @@ FAST = ConnectOptions(retries=0, backoff=0.01, timeout=5.0)
 
 
 # -- media doubles -------------------------------------------------------------------
-class CallLike(MediaUnit):
-    """A call stand-in: emits ``fmt`` frames, plays what it receives.
-
-    ``played_ms`` is what the test says was played; ``queued_ms`` is what was
-    received and not yet played.
-    """
-
-    def __init__(self, fmt: AudioFormat) -> None:
-        super().__init__()
-        self.output_format = fmt
-        self.input_format = fmt
-        self.received = bytearray()
-        self.played_ms = 0.0
-        self.cleared = 0
-        self.hangups = 0
-        self._got = asyncio.Event()
-        self._want = 0
-
-    @property
-    def queued_ms(self) -> float:
-        return max(self.input_format.duration_ms(len(self.received)) - self.played_ms, 0.0)
-
-    def push(self, data: bytes) -> None:
-        self._emit(AudioFrame(data, self.output_format))
-
-    def _on_media(self, frame: AudioFrame) -> None:
-        self.received += frame.data
-        if len(self.received) >= self._want:
-            self._got.set()
-
-    def clear_media_buffer(self) -> None:
-        self.cleared += 1
-
-    def hangup(self) -> None:
-        self.hangups += 1
-
-    async def wait_received(self, nbytes: int, timeout: float = 5.0) -> None:
-        self._want = nbytes
-        if len(self.received) < nbytes:
-            self._got.clear()
-            async with asyncio.timeout(timeout):
-                while len(self.received) < nbytes:
-                    self._got.clear()
-                    await self._got.wait()
+CallLike = FakeCall
 
 
 def tone_pcm24k(ms: int, hz: float = 440.0) -> bytes:

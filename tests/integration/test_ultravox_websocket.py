@@ -19,9 +19,9 @@ import pytest
 
 from connectors.base import ConnectOptions, ConnectorError, VoiceAIEvents
 from connectors.ultravox import Ultravox, WebSocketAPIClient
-from gateway.media.format import PCM16_8K, PCM16_16K, PCM16_24K, AudioFormat, AudioFrame
+from gateway.media.format import PCM16_8K, PCM16_16K, PCM16_24K
 from gateway.runtime.events import Event
-from gateway.runtime.media_unit import MediaUnit
+from tests.fakes.fake_call import FakeCall
 from tests.fakes.fake_ultravox import FakeUltravoxServer
 
 E = Ultravox.WebSocketAPIEvents
@@ -29,42 +29,12 @@ KEY = "uv-test-secret-0123456789"
 FAST = ConnectOptions(retries=0, backoff=0.01, timeout=5.0)
 
 
-class CallLike(MediaUnit):
-    """A call stand-in: emits ``fmt`` frames, plays what it receives (a playout sink)."""
-
-    def __init__(self, fmt: AudioFormat) -> None:
-        super().__init__()
-        self.output_format = fmt
-        self.input_format = fmt
-        self.received = bytearray()
-        self.played_ms = 0.0
-        self.cleared = 0
-        self.hangups = 0
-        self._got = asyncio.Event()
-
-    @property
-    def queued_ms(self) -> float:
-        return max(self.input_format.duration_ms(len(self.received)) - self.played_ms, 0.0)
-
-    def push(self, data: bytes) -> None:
-        self._emit(AudioFrame(data, self.output_format))
-
-    def _on_media(self, frame: AudioFrame) -> None:
-        self.received += frame.data
-        self._got.set()
+class CallLike(FakeCall):
+    """A call stand-in whose clear marks everything received as played."""
 
     def clear_media_buffer(self) -> None:
-        self.cleared += 1
+        super().clear_media_buffer()
         self.played_ms = self.input_format.duration_ms(len(self.received))
-
-    def hangup(self) -> None:
-        self.hangups += 1
-
-    async def wait_received(self, nbytes: int, timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
-            while len(self.received) < nbytes:
-                self._got.clear()
-                await self._got.wait()
 
 
 def tone(rate: int, ms: int, hz: float = 440.0) -> bytes:
