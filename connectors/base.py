@@ -244,10 +244,24 @@ class VoiceAIEvents:
 
     ``WebSocketClosed``: the vendor connection is gone; payload ``code`` (RFC 6455
     close code, 1006 when it dropped), ``reason``, ``client``. The call is not hung up.
+
+    ``Error``: the vendor reported an error, or sent a message the connector could not
+    read (malformed JSON); payload ``message`` (str, precise), ``data`` (the vendor
+    message, or ``{"raw": ...}`` for an unreadable one), ``client``. The vendor's own
+    error event (``RealtimeAPIEvents.Error`` ...) fires too. The client may still be
+    open; ``WebSocketClosed`` follows when the vendor ends the connection.
+
+    ``TurnLatency``: one user turn was answered; payload ``turn`` (1-based), and the
+    figures in ms the vendor exposes, each None when unknown: ``speech_end_to_audio_ms``
+    (user speech end -> first AI audio byte), ``stt_ms``, ``llm_first_token_ms``,
+    ``tts_first_byte_ms``; plus ``vendor`` and ``client``. The session's CDR keeps every
+    turn (``SessionRecord.voice_ai_turns``, ``GetCallHistory``'s ``voice_ai_turns``).
     """
 
     ToolCall = "VoiceAIEvents.ToolCall"
     WebSocketClosed = "VoiceAIEvents.WebSocketClosed"
+    Error = "VoiceAIEvents.Error"
+    TurnLatency = "VoiceAIEvents.TurnLatency"
 
 
 class VoiceAIClient(MediaUnit, EventTarget):
@@ -275,6 +289,7 @@ class VoiceAIClient(MediaUnit, EventTarget):
         self.input_format = self.capabilities.pcm_input
         self.output_format = self.capabilities.pcm_output
         self._closed = False
+        self._turns = 0  # user turns answered (TurnLatency)
         session = owner if owner is not None else current_session.get(None)
         register = getattr(session, "register_unit", None)
         if callable(register):
@@ -299,6 +314,48 @@ class VoiceAIClient(MediaUnit, EventTarget):
         self.dispatch(VoiceAIEvents.ToolCall, name=name, call_id=call_id,
                       arguments=arguments if arguments is not None else {}, data=data,
                       client=self)
+
+    def _dispatch_error(self, message: str, data: dict[str, Any] | None = None) -> None:
+        """Log ``message`` with the session id and dispatch ``VoiceAIEvents.Error``."""
+        session = self._owner_session()
+        sid = getattr(session, "id", "-")
+        log.warning("[session %s] %s: %s", sid, self.vendor, message)
+        log_line = getattr(session, "log_line", None)
+        if callable(log_line):
+            log_line(f"{self.vendor}: error: {message}", logging.WARNING)
+        self.dispatch(VoiceAIEvents.Error, message=message, data=dict(data or {}), client=self)
+
+    def _report_turn_latency(self, *, speech_end_to_audio_ms: float | None = None,
+                             stt_ms: float | None = None,
+                             llm_first_token_ms: float | None = None,
+                             tts_first_byte_ms: float | None = None) -> dict[str, Any]:
+        """Record one answered user turn (figures in ms, None when the vendor does not
+        expose one) in the session CDR and dispatch ``VoiceAIEvents.TurnLatency``.
+
+        Returns:
+            The record stored in ``SessionRecord.voice_ai_turns``.
+        """
+        self._turns += 1
+
+        def ms(value: float | None) -> float | None:
+            return None if value is None else round(float(value), 1)
+
+        record: dict[str, Any] = {
+            "vendor": self.vendor, "turn": self._turns,
+            "speech_end_to_audio_ms": ms(speech_end_to_audio_ms), "stt_ms": ms(stt_ms),
+            "llm_first_token_ms": ms(llm_first_token_ms),
+            "tts_first_byte_ms": ms(tts_first_byte_ms),
+        }
+        session = self._owner_session()
+        cdr = getattr(session, "record", None)
+        turns = getattr(cdr, "voice_ai_turns", None)
+        if isinstance(turns, list):
+            turns.append(record)
+        self.dispatch(VoiceAIEvents.TurnLatency, client=self, **record)
+        return record
+
+    def _owner_session(self) -> Any:
+        return self._owner if self._owner is not None else current_session.get(None)
 
     # -- lifecycle --------------------------------------------------------------
     @property

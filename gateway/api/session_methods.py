@@ -122,6 +122,8 @@ def _session_item(record: SessionRecord, with_calls: bool, with_records: bool,
         "finish_reason": record.finish_reason,
         "custom_data": record.custom_data,
         "initiator_address": record.initiator_address,
+        # our extension: per-turn Voice AI latency (ms) recorded by the connectors
+        "voice_ai_turns": list(record.voice_ai_turns),
     }
     if with_calls:
         item["calls"] = [_call_item(c) for c in record.calls]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(slots=True)
@@ -73,6 +73,9 @@ class SessionRecord:
     end_date: datetime | None = None
     calls: list[CallRecord] = field(default_factory=list)
     call_session_history_id: int | None = None
+    #: Per-turn Voice AI latency records (``VoiceAIEvents.TurnLatency`` payloads: vendor,
+    #: turn, and the ms figures the vendor exposes), in the order they happened.
+    voice_ai_turns: list[dict[str, Any]] = field(default_factory=list)
 
 
 class SessionStore(Protocol):

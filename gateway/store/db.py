@@ -99,6 +99,16 @@ def alembic_config() -> Config:
     return cfg
 
 
+def head_revision() -> str:
+    """The newest revision id among the packaged migration scripts ("0003" ...)."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if head is None:
+        raise RuntimeError("no migration scripts found")
+    return head
+
+
 def _upgrade(connection: Connection, revision: str) -> None:
     if connection.dialect.name == "postgresql":
         # Several nodes may start at once against one database: one migrates, others wait.

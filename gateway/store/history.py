@@ -7,6 +7,7 @@ database threads.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -31,6 +32,17 @@ def _total(session: Session, stmt: Select[Any]) -> int:
     return session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
 
 
+def _turns(text: str | None) -> list[dict[str, Any]]:
+    """The stored ``voice_ai_turns`` JSON as a list (empty when absent or unreadable)."""
+    if not text:
+        return []
+    try:
+        turns = json.loads(text)
+    except ValueError:
+        return []
+    return [t for t in turns if isinstance(t, dict)] if isinstance(turns, list) else []
+
+
 def _session_record(row: CallSession, with_calls: bool) -> SessionRecord:
     record = SessionRecord(
         session_id=row.session_id, account_id=row.account_id,
@@ -39,6 +51,7 @@ def _session_record(row: CallSession, with_calls: bool) -> SessionRecord:
         custom_data=row.custom_data, initiator_address=row.initiator_address,
         duration=row.duration, finish_reason=row.finish_reason, end_date=row.end_date,
         call_session_history_id=row.call_session_history_id,
+        voice_ai_turns=_turns(row.voice_ai_turns),
     )
     if with_calls:
         record.calls = [
@@ -100,6 +113,8 @@ class HistoryMixin(_StoreBase):
             row.initiator_address = record.initiator_address
             if record.custom_data is not None:
                 row.custom_data = record.custom_data
+            if record.voice_ai_turns:
+                row.voice_ai_turns = json.dumps(record.voice_ai_turns, separators=(",", ":"))
             s.flush()
             self._replace_calls(s, row.call_session_history_id, record.calls)
             record.call_session_history_id = row.call_session_history_id

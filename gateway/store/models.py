@@ -183,6 +183,8 @@ class CallSession(Base):
     finish_reason: Mapped[str] = mapped_column(String(200), default="")
     custom_data: Mapped[str | None] = mapped_column(Text, nullable=True)
     initiator_address: Mapped[str] = mapped_column(String(200), default="")
+    #: JSON list of per-turn Voice AI latency records (``SessionRecord.voice_ai_turns``).
+    voice_ai_turns: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     calls: Mapped[list[CallRow]] = relationship(
         cascade="all, delete-orphan", passive_deletes=True, order_by="CallRow.start_time",

@@ -20,7 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from gateway.store import open_store
-from gateway.store.db import create_engine, engine_url
+from gateway.store.db import create_engine, engine_url, head_revision
 from gateway.store.models import Base
 from tests.integration.store_roundtrip import store_round_trip
 
@@ -69,7 +69,7 @@ async def test_migrations_and_round_trip_on_postgres(pg_url: str) -> None:
         with engine.connect() as conn:
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(ctx, Base.metadata) == []
-            assert ctx.get_current_revision() == "0002"
+            assert ctx.get_current_revision() == head_revision() == "0003"
     finally:
         engine.dispose()
 

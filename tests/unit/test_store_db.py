@@ -7,7 +7,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from gateway.store.db import MIGRATIONS_DIR, create_engine, engine_url, run_migrations
+from gateway.store.db import (
+    MIGRATIONS_DIR,
+    create_engine,
+    engine_url,
+    head_revision,
+    run_migrations,
+)
 from gateway.store.models import Base
 from gateway.store.repository import hash_api_key, open_store, verify_api_key
 
@@ -45,7 +51,7 @@ def test_migrations_create_exactly_the_models_schema(tmp_path) -> None:
         with engine.connect() as conn:
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(ctx, Base.metadata) == []
-            assert ctx.get_current_revision() == "0002"
+            assert ctx.get_current_revision() == head_revision() == "0003"
             assert "alembic_version" in inspect(conn).get_table_names()
     finally:
         engine.dispose()
