@@ -23,6 +23,7 @@ CONNECTORS: dict[str, tuple[str, str, str | None]] = {
     "ElevenLabs": ("connectors.elevenlabs", "ElevenLabs", "elevenlabs"),
     "Deepgram": ("connectors.deepgram", "Deepgram", "deepgram"),
     "Ultravox": ("connectors.ultravox", "Ultravox", None),
+    "Cascade": ("connectors.cascade", "Cascade", None),
 }
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import socket
 from pathlib import Path
 
 import uvicorn
 
+from gateway import speech
 from gateway.adapters.sip.adapter import SipAdapter
 from gateway.adapters.sip.rtp_session import PortAllocator
 from gateway.api.app import create_app
@@ -36,6 +38,15 @@ def scenario_globals() -> dict[str, object]:
     return connector_namespaces()
 
 
+def default_agent_line() -> str:
+    """Which voice AI the shipped inbound scenario answers with, and how to switch."""
+    if os.environ.get("OPENAI_API_KEY"):
+        return ("default agent: OpenAI Realtime (OPENAI_API_KEY is set; unset it to use "
+                "the offline cascade)")
+    return ("default agent: offline cascade (PocketSphinx + rule-based responder + "
+            "espeak-ng); set OPENAI_API_KEY to answer with OpenAI Realtime instead")
+
+
 class Gateway:
     """One gateway process: store + runtime + SIP + HTTP.
 
@@ -55,10 +66,13 @@ class Gateway:
         s = self.settings
         if bool(s.tls_cert) != bool(s.tls_key):
             raise ValueError("VGW_TLS_CERT and VGW_TLS_KEY must be set together")
+        speech.configure(workers=s.speech_workers)
         self.store = await open_store(s.database_url)
         if s.secrets_key is not None:
             self.store.set_secrets_key(s.secrets_key.get_secret_value())
         await self._bootstrap_account()
+        if s.bootstrap_inbound:
+            log.info(default_agent_line())
         self._http_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._http_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._http_sock.bind((s.http_host, s.http_port))
@@ -125,6 +139,7 @@ class Gateway:
             lines.append(f"account_id={self.account_id} api_key from VGW_API_KEY")
         else:
             lines.append(f"account_id={self.account_id} (existing API key kept)")
+        lines.append(default_agent_line())
         return lines
 
     async def stop(self) -> None:
@@ -134,4 +149,5 @@ class Gateway:
             self._http.should_exit = True
             if self._http_task is not None:
                 await asyncio.wait_for(self._http_task, 10)
+        await speech.close_speech()
         await self.store.close()

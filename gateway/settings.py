@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     #: On an account with no application, create "default" / rule "inbound" (".*")
     #: running scenarios/inbound_ai.py, so a fresh install answers calls at once.
     bootstrap_inbound: bool = True
+    #: Speech recognition worker processes shared by every call (PocketSphinx model
+    #: copies; the offline cascade and ASR use them). Unset: one per CPU core.
+    speech_workers: int | None = Field(default=None, ge=1)
     #: StartScenarios answers HTTP 429 while an account has this many sessions in flight.
     max_sessions_per_account: int = Field(default=200, ge=1)
 

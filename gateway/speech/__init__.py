@@ -1,0 +1,106 @@
+"""Speech services shared by every call: recognition (ASR) and synthesis (TTS).
+
+Offline defaults: PocketSphinx (:class:`~gateway.speech.asr.PocketsphinxASR`) and
+espeak-ng (:class:`~gateway.speech.tts.EspeakTTS`). CPU-heavy recognition runs in a
+bounded pool of worker processes shared per event loop (:func:`speech_pool`), so
+N calls share a few model copies. The gateway sizes it from ``VGW_SPEECH_WORKERS``
+via :func:`configure`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import weakref
+from typing import Any
+
+from gateway.speech.asr import ASRError, ASRProvider, ASRResult, ASRStream, PocketsphinxASR
+from gateway.speech.tts import EspeakTTS, TTSError, TTSProvider
+from gateway.speech.workers import SpeechWorkerError, SphinxPool
+
+__all__ = [
+    "ASRError",
+    "ASRProvider",
+    "ASRResult",
+    "ASRStream",
+    "EspeakTTS",
+    "PocketsphinxASR",
+    "SpeechWorkerError",
+    "SphinxPool",
+    "TTSError",
+    "TTSProvider",
+    "close_speech",
+    "configure",
+    "create_asr",
+    "create_tts",
+    "speech_pool",
+]
+
+_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SphinxPool] = (
+    weakref.WeakKeyDictionary())
+_tts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, EspeakTTS] = (
+    weakref.WeakKeyDictionary())
+_settings: dict[str, Any] = {"workers": None, "sphinx_options": {}}
+
+
+def configure(*, workers: int | None = None, sphinx_options: dict[str, Any] | None = None,
+              ) -> None:
+    """Size the pools created from now on (``workers`` decoders; default one per core)."""
+    _settings["workers"] = workers
+    _settings["sphinx_options"] = dict(sphinx_options or {})
+
+
+def worker_count() -> int:
+    """How many recognition workers a pool gets."""
+    return max(1, int(_settings["workers"] or os.cpu_count() or 1))
+
+
+def speech_pool() -> SphinxPool:
+    """The running loop's shared PocketSphinx pool (created on first use)."""
+    loop = asyncio.get_running_loop()
+    pool = _pools.get(loop)
+    if pool is None:
+        pool = _pools[loop] = SphinxPool(worker_count(), _settings["sphinx_options"])
+    return pool
+
+
+def shared_tts() -> EspeakTTS:
+    """The running loop's shared espeak-ng synthesiser (bounded to one per core)."""
+    loop = asyncio.get_running_loop()
+    tts = _tts.get(loop)
+    if tts is None:
+        tts = _tts[loop] = EspeakTTS(max_concurrent=worker_count())
+    return tts
+
+
+async def close_speech() -> None:
+    """Stop the running loop's speech workers (called when the gateway stops)."""
+    pool = _pools.pop(asyncio.get_running_loop(), None)
+    if pool is not None:
+        await pool.close()
+
+
+def create_asr(provider: str | ASRProvider = "pocketsphinx", **options: Any) -> ASRProvider:
+    """An ASR provider by name ("pocketsphinx") or the given provider object.
+
+    Raises:
+        ValueError: unknown provider name.
+    """
+    if not isinstance(provider, str):
+        return provider
+    if provider.lower() in ("pocketsphinx", "sphinx", "default"):
+        return PocketsphinxASR(**options)
+    raise ValueError(f"unknown ASR provider {provider!r} (offline: 'pocketsphinx')")
+
+
+def create_tts(provider: str | TTSProvider = "espeak", **options: Any) -> TTSProvider:
+    """A TTS provider by name ("espeak") or the given provider object.
+
+    Raises:
+        ValueError: unknown provider name.
+    """
+    if not isinstance(provider, str):
+        return provider
+    if provider.lower() in ("espeak", "espeak-ng", "default"):
+        return EspeakTTS(**options) if options else shared_tts()
+    raise ValueError(f"unknown TTS provider {provider!r} (offline: 'espeak')")
