@@ -58,6 +58,9 @@ VENDOR = "llm"
 #: Where :class:`OpenAICompatibleLLM` goes when neither ``base_url`` nor
 #: ``OPENAI_BASE_URL`` is given.
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+#: The model when neither ``model`` nor ``OPENAI_MODEL`` is given: fast, no reasoning
+#: step (a voice turn waits for its first token), honours ``temperature`` and tools.
+DEFAULT_MODEL = "gpt-4.1-mini"
 #: API keys that mean "send no ``Authorization`` header" (local servers).
 NO_API_KEY = frozenset({"", "none"})
 
@@ -214,7 +217,8 @@ class OpenAICompatibleLLM:
 
     Args:
         model: the model id, e.g. ``"gpt-4.1-mini"``, ``"llama3.2"`` (Ollama) or the
-            alias a llama.cpp server was started with.
+            alias a llama.cpp server was started with; default ``OPENAI_MODEL`` or
+            :data:`DEFAULT_MODEL`.
         base_url: API root ending in ``/v1``, e.g. ``"http://127.0.0.1:11434/v1"``;
             default ``OPENAI_BASE_URL`` or ``https://api.openai.com/v1``.
         api_key: bearer token, never logged; default ``OPENAI_API_KEY``. ``""`` or
@@ -235,14 +239,14 @@ class OpenAICompatibleLLM:
         name: short name for logs.
 
     Raises:
-        ValueError: ``base_url`` is not an http(s) URL, or ``model`` is empty.
+        ValueError: ``base_url`` is not an http(s) URL.
     """
 
     name: str = "openai-compatible"
 
     def __init__(
         self,
-        model: str,
+        model: str | None = None,
         *,
         base_url: str | None = None,
         api_key: str | None = None,
@@ -253,8 +257,7 @@ class OpenAICompatibleLLM:
         max_retries: int = 0,
         name: str | None = None,
     ) -> None:
-        if not model:
-            raise ValueError("model must be a non-empty model id")
+        model = model or os.environ.get("OPENAI_MODEL") or DEFAULT_MODEL
         url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -334,7 +337,7 @@ class OpenAICompatibleLLM:
         calls: dict[int, _PartialCall] = {}
         finish: str | None = None
         try:
-            if True:
+            async with response:
                 async for chunk in response:
                     for choice in getattr(chunk, "choices", None) or ():
                         if getattr(choice, "index", 0) not in (0, None):
@@ -493,6 +496,7 @@ def _safe_cause(exc: openai.OpenAIError) -> BaseException | None:
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "DEFAULT_MODEL",
     "LLM",
     "LLMDelta",
     "OpenAICompatibleLLM",
