@@ -235,6 +235,15 @@ def _describe(exc: BaseException, describe: Callable[[BaseException], str]) -> s
     return describe(exc)
 
 
+def frame_excerpt(raw: bytes | str, limit: int = 120) -> str:
+    """The start of a vendor frame for an error message: quoted, with its length when cut
+    (``'{not json'`` or ``'{"type": ...'... (4096 chars)``)."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes | bytearray) else str(raw)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} chars)"
+
+
 class VoiceAIEvents:
     """Events every Voice AI connector dispatches under the same name.
 

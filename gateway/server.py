@@ -20,6 +20,7 @@ from gateway import speech
 from gateway.adapters.sip.adapter import SipAdapter
 from gateway.adapters.sip.rtp_session import PortAllocator
 from gateway.api.app import create_app
+from gateway.media import resample
 from gateway.runtime.leg import DigestCredentials
 from gateway.runtime.manager import Runtime
 from gateway.settings import Settings
@@ -61,6 +62,7 @@ class Gateway:
         self._http: uvicorn.Server | None = None
         self._http_task: asyncio.Task[None] | None = None
         self._http_sock: socket.socket | None = None
+        self._warmup: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -71,8 +73,15 @@ class Gateway:
         if s.secrets_key is not None:
             self.store.set_secrets_key(s.secrets_key.get_secret_value())
         await self._bootstrap_account()
+        # one-time costs paid now, before any call: importing PyAV for the first
+        # resample, and forking children (a fork stalls the event loop)
+        await asyncio.to_thread(resample.preload)
+        await speech.start_speech()
         if s.bootstrap_inbound:
             log.info(default_agent_line())
+            if not os.environ.get("OPENAI_API_KEY"):  # the default rule uses the cascade
+                self._warmup = asyncio.get_running_loop().create_task(
+                    speech.speech_pool().warm_up(speech.worker_count()))
         self._http_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._http_sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._http_sock.bind((s.http_host, s.http_port))
@@ -149,5 +158,7 @@ class Gateway:
             self._http.should_exit = True
             if self._http_task is not None:
                 await asyncio.wait_for(self._http_task, 10)
+        if self._warmup is not None and not self._warmup.done():
+            self._warmup.cancel()
         await speech.close_speech()
         await self.store.close()

@@ -303,18 +303,20 @@ class CascadeAgent(VoiceAIClient):
         text, pending, calls = "", "", ()
         turn.llm_start = time.perf_counter()
         try:
-            async for delta in self.llm.stream(list(self.messages), self.tools):
-                if turn.llm_first is None and (delta.text or delta.tool_calls):
-                    turn.llm_first = time.perf_counter()
-                if delta.tool_calls:
-                    calls = tuple(delta.tool_calls)
-                if delta.text:
-                    text += delta.text
-                    pending += delta.text
-                    sentences, pending = _split(pending, first=not spoken)
-                    for sentence in sentences:
-                        spoken.append(sentence)
-                        queue.put_nowait(sentence)
+            async with contextlib.aclosing(self.llm.stream(list(self.messages),
+                                                           self.tools)) as deltas:
+                async for delta in deltas:
+                    if turn.llm_first is None and (delta.text or delta.tool_calls):
+                        turn.llm_first = time.perf_counter()
+                    if delta.tool_calls:
+                        calls = tuple(delta.tool_calls)
+                    if delta.text:
+                        text += delta.text
+                        pending += delta.text
+                        sentences, pending = _split(pending, first=not spoken)
+                        for sentence in sentences:
+                            spoken.append(sentence)
+                            queue.put_nowait(sentence)
             if pending.strip():
                 spoken.append(pending.strip())
                 queue.put_nowait(pending.strip())

@@ -30,7 +30,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from connectors.base import Capabilities, QueuedVoiceAIClient
+from connectors.base import Capabilities, QueuedVoiceAIClient, frame_excerpt
 from connectors.deepgram.events import VoiceAgentEvents, event_name
 from connectors.deepgram.settings import (
     INPUT_FORMATS,
@@ -86,6 +86,10 @@ class VoiceAgentClient(QueuedVoiceAIClient):
     Request methods never block: they queue the message behind queued audio and
     return an ``asyncio.Future[bool]`` resolving True once written (False if the
     client closed first).
+
+    Errors: a server ``Error`` message (after ``VoiceAgentEvents.Error``) and a text
+    frame the client cannot read (malformed JSON, not an object, a shape it cannot
+    follow) dispatch ``VoiceAIEvents.Error`` with a precise ``message``; reading goes on.
 
     Args:
         socket: an entered SDK ``AsyncV1SocketClient`` (``client.agent.v1.connect()``).
@@ -208,13 +212,28 @@ class VoiceAgentClient(QueuedVoiceAIClient):
         while True:
             try:
                 msg = await self._socket.recv()
-            except ValueError:
-                log.warning("deepgram: dropped a non-JSON text message")
+            except ValueError as exc:  # the SDK's json.loads: the frame is exc.doc
+                self._malformed(getattr(exc, "doc", ""), str(exc))
                 continue
             if isinstance(msg, bytes | bytearray):
                 self._on_agent_audio(bytes(msg))
-            else:
+                continue
+            if not isinstance(msg, dict) and not callable(getattr(msg, "dict", None)):
+                # The SDK hands back any JSON it cannot type as is: a list, a number ...
+                self._malformed(json.dumps(msg, default=repr),
+                                "not a JSON object")
+                continue
+            try:
                 self._handle(msg)
+            except Exception as exc:  # a shape the handling cannot follow
+                log.debug("deepgram: handling %r failed", msg, exc_info=True)
+                self._malformed(repr(msg), f"{type(exc).__name__}: {exc}", "message")
+
+    def _malformed(self, raw: bytes | str, why: str, what: str = "JSON") -> None:
+        """A server frame the client cannot read: ``VoiceAIEvents.Error``; reading goes on."""
+        excerpt = frame_excerpt(raw)
+        self._dispatch_error(f"malformed {what} from deepgram: {why}: {excerpt}",
+                             {"raw": excerpt})
 
     async def _reader_finished(self) -> None:
         if self._closer is not None:
@@ -278,9 +297,6 @@ class VoiceAgentClient(QueuedVoiceAIClient):
         elif kind == "UserStartedSpeaking":
             if self.barge_in:
                 self.clear_media_buffer()
-        elif kind == "Error":
-            log.warning("deepgram: server error code=%s: %s",
-                        data.get("code"), data.get("description"))
         elif kind == "Warning":
             log.info("deepgram: server warning code=%s: %s",
                      data.get("code"), data.get("description"))
@@ -288,6 +304,12 @@ class VoiceAgentClient(QueuedVoiceAIClient):
         if model is not None and name == VoiceAgentEvents.Unknown:
             model = None
         self.dispatch(name, data=data, message=model, client=self)
+        if kind == "Error":
+            code = data.get("code")
+            what = (data.get("description") or data.get("message")
+                    or frame_excerpt(json.dumps(data)))
+            self._dispatch_error(
+                f"deepgram reported an error{f' ({code})' if code else ''}: {what}", data)
         if kind == "FunctionCallRequest":
             for fn in data.get("functions") or ():
                 if not isinstance(fn, dict) or not fn.get("client_side", True):

@@ -67,7 +67,8 @@ def _describe(exc: BaseException) -> str:
     # Never str() an SDK ApiError: it renders the request headers (the API key).
     status = _status(exc)
     if status is not None:
-        return f"HTTP {status} on the WebSocket handshake"
+        what = " (authentication refused)" if status in (401, 403) else ""
+        return f"HTTP {status} on the WebSocket handshake{what}"
     return f"{type(exc).__name__}: {exc}"
 
 

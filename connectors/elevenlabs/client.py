@@ -29,7 +29,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from connectors.base import EVENT, Capabilities, QueuedVoiceAIClient
+from connectors.base import EVENT, Capabilities, QueuedVoiceAIClient, frame_excerpt
 from connectors.elevenlabs.events import event_name
 from connectors.elevenlabs.formats import (
     SUPPORTED_INPUT_FORMATS,
@@ -68,6 +68,17 @@ def metadata_formats(metadata: dict[str, Any]) -> tuple[AudioFormat | None, Audi
             from_elevenlabs_format(event.get("agent_output_audio_format")))
 
 
+def _error_text(data: dict[str, Any]) -> str:
+    """What an ``error`` message says: its ``message`` (top level or in ``error_event``)
+    with its code, else the message itself (shortened)."""
+    body = data.get("error_event") if isinstance(data.get("error_event"), dict) else data
+    text = body.get("message") or body.get("reason") or body.get("error")
+    code = body.get("code") or body.get("error_code") or body.get("error_type")
+    if not text:
+        return frame_excerpt(json.dumps(data))
+    return f"{text} (code {code})" if code else str(text)
+
+
 def _event_id(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
@@ -90,6 +101,10 @@ class AgentsClient(QueuedVoiceAIClient):
     Request methods never block: they queue the message behind queued audio and
     return an ``asyncio.Future[bool]`` resolving True once written (False if the
     client closed first).
+
+    Errors: a server ``error`` message (after ``AgentsEvents.Error``) and a frame the
+    client cannot read (malformed JSON, not an object, a shape it cannot follow)
+    dispatch ``VoiceAIEvents.Error`` with a precise ``message``; reading goes on.
 
     Args:
         connection: an open ``websockets`` client connection after the
@@ -193,13 +208,24 @@ class AgentsClient(QueuedVoiceAIClient):
             raw = await self._conn.recv()
             try:
                 data = json.loads(raw)
-            except ValueError:
-                log.warning("elevenlabs: dropped a non-JSON message (%d bytes)", len(raw))
+            except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+                self._malformed(raw, str(exc))
                 continue
-            if isinstance(data, dict):
+            if not isinstance(data, dict):
+                self._malformed(raw, "not a JSON object")
+                continue
+            try:
                 self._handle(data)
-            else:
-                log.warning("elevenlabs: dropped a non-object JSON message")
+            except Exception as exc:  # a shape the handling cannot follow
+                log.debug("elevenlabs: handling %r failed", data.get("type"), exc_info=True)
+                self._malformed(raw, f"{data.get('type')!r} ({type(exc).__name__}: {exc})",
+                                "message")
+
+    def _malformed(self, raw: bytes | str, why: str, what: str = "JSON") -> None:
+        """A server frame the client cannot read: ``VoiceAIEvents.Error``; reading goes on."""
+        excerpt = frame_excerpt(raw)
+        self._dispatch_error(f"malformed {what} from elevenlabs: {why}: {excerpt}",
+                             {"raw": excerpt})
 
     async def _write_audio(self, data: bytes) -> None:
         await self._send({"user_audio_chunk": base64.b64encode(data).decode("ascii")})
@@ -230,9 +256,9 @@ class AgentsClient(QueuedVoiceAIClient):
             ev = data.get("ping_event")
             if isinstance(ev, dict) and "event_id" in ev:
                 self.send_event({"type": _PONG, "event_id": ev["event_id"]})
-        elif kind == "error":
-            log.warning("elevenlabs: server error: %s", data.get("message") or data)
         self.dispatch(event_name(kind if isinstance(kind, str) else None), data=data, client=self)
+        if kind == "error":
+            self._dispatch_error(f"elevenlabs reported an error: {_error_text(data)}", data)
         if kind == "client_tool_call":
             call = data.get("client_tool_call")
             if isinstance(call, dict):

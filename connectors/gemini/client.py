@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from connectors.base import ABNORMAL_CLOSURE, AUDIO, EVENT, QueuedVoiceAIClient
+from connectors.base import ABNORMAL_CLOSURE, AUDIO, EVENT, QueuedVoiceAIClient, frame_excerpt
 from connectors.gemini.events import LiveAPIEvents, message_events
 from connectors.gemini.formats import GEMINI_LIVE_CAPABILITIES, mime_type, parse_mime_type
 from gateway.media.format import AudioFormat, AudioFrame
@@ -36,6 +37,26 @@ log = logging.getLogger(__name__)
 
 #: Unparsable messages in a row after which the reader gives up on the connection.
 _MAX_BAD_MESSAGES = 50
+
+#: Close codes that report no error (normal, going away, none given, dropped).
+_NOT_ERRORS = frozenset({1000, 1001, 1005, ABNORMAL_CLOSURE})
+
+
+def _raw_frame(exc: BaseException) -> bytes | str | None:
+    """The frame the SDK failed to read, or None.
+
+    The SDK reads each frame into ``raw_response`` in ``AsyncSession._receive`` and
+    raises from there (its ValueError quotes the frame, but its errors for a non-object
+    or an unknown object do not); the frame is taken from that traceback frame.
+    """
+    found: bytes | str | None = None
+    tb = exc.__traceback__
+    while tb is not None:
+        raw = tb.tb_frame.f_locals.get("raw_response")
+        if isinstance(raw, bytes | bytearray | str):
+            found = bytes(raw) if isinstance(raw, bytearray) else raw
+        tb = tb.tb_next
+    return found
 
 
 E = LiveAPIEvents
@@ -104,6 +125,12 @@ class LiveAPIClient(QueuedVoiceAIClient):
     they queue the message behind any queued audio, keeping order, and return an
     ``asyncio.Future[bool]`` that resolves True once it is written to the socket
     (False if the client closed first or the SDK refused it). Awaiting it is optional.
+
+    Errors: a message the SDK cannot read (malformed JSON, not an object, no known
+    field) or an error body dispatches ``LiveAPIEvents.Error`` and then
+    ``VoiceAIEvents.Error`` with a precise ``message``; reading goes on. A close with
+    an error code (the Live API's way of reporting errors, e.g. 1007 or 1011)
+    dispatches ``VoiceAIEvents.Error`` before ``WebSocketClosed``.
 
     Args:
         session: an entered ``google.genai.live.AsyncSession``.
@@ -220,24 +247,57 @@ class LiveAPIClient(QueuedVoiceAIClient):
             reason = f"{type(exc).__name__}"
         if self._client_closed:
             code, reason = 1000, "closed by client"
+        elif code not in _NOT_ERRORS and not self._closed_dispatched:
+            # The Live API reports errors by closing (1007 bad argument, 1008, 1011 ...).
+            self._dispatch_error(
+                f"gemini closed the session: code {code}" + (f": {reason}" if reason else ""),
+                {"code": code, "reason": reason})
         self._connection_lost(code, reason)
         await self._exit_manager()
 
     def _on_bad_message(self, exc: BaseException) -> None:
-        """A message the SDK could not parse, or a JSON error body: an ``Error`` event."""
-        details = getattr(exc, "details", None)
-        message = getattr(exc, "message", None) or str(exc)
-        if not isinstance(exc, ValueError) and getattr(exc, "code", None) is None:
-            # The SDK fails on JSON it cannot map (an unknown message, an error body).
-            message = f"unparsable server message ({type(exc).__name__}: {exc})"
-        log.warning("gemini: bad server message: %s", message[:300])
+        """A message the SDK could not read, or an error body: ``LiveAPIEvents.Error``
+        (payload ``message``, ``data.error``) and ``VoiceAIEvents.Error``; reading goes on."""
+        raw = _raw_frame(exc)
+        code = getattr(exc, "code", None)
+        generic: dict[str, Any] = {}
+        if isinstance(code, int):  # an error body the SDK recognised (APIError)
+            status = getattr(exc, "status", None)
+            message = (f"gemini reported an error {code}{f' {status}' if status else ''}: "
+                       f"{getattr(exc, 'message', None) or exc}")
+            details = getattr(exc, "details", None)
+            generic = dict(details) if isinstance(details, dict) else {}
+        elif raw is None:
+            message = f"unreadable message from gemini ({type(exc).__name__}: {exc})"
+        else:
+            excerpt = frame_excerpt(raw)
+            generic = {"raw": excerpt}
+            try:
+                parsed = json.loads(raw)
+            except ValueError as err:
+                message = f"malformed JSON from gemini: {err}: {excerpt}"
+            else:
+                err_body = parsed.get("error") if isinstance(parsed, dict) else None
+                if not isinstance(parsed, dict):
+                    message = f"malformed JSON from gemini: not a JSON object: {excerpt}"
+                elif isinstance(err_body, dict):  # {"error": {code, status, message}}
+                    generic = parsed
+                    code = err_body.get("code")
+                    status = err_body.get("status")
+                    what = " ".join(str(v) for v in (code, status) if v)
+                    message = (f"gemini reported an error{f' {what}' if what else ''}: "
+                               f"{err_body.get('message') or excerpt}")
+                else:
+                    message = (f"malformed message from gemini: no field the Live API "
+                               f"defines: {excerpt}")
         data: dict[str, Any] = {"error": {"message": message}}
+        details = getattr(exc, "details", None)
         if isinstance(details, dict):
             data["error"]["details"] = details
-        code = getattr(exc, "code", None)
         if isinstance(code, int):
             data["error"]["code"] = code
         self.dispatch(E.Error, data=data, client=self, message=message)
+        self._dispatch_error(message, generic)
 
     async def _write_audio(self, data: bytes) -> None:
         await self._send_audio(data)

@@ -32,6 +32,7 @@ from connectors.base import (
     Capabilities,
     QueuedVoiceAIClient,
     first_played_sink,
+    frame_excerpt,
 )
 from connectors.openai.events import event_name
 from connectors.openai.formats import (
@@ -106,6 +107,10 @@ class RealtimeAPIClient(QueuedVoiceAIClient):
     queue the event behind any queued audio, keeping order, and return an
     ``asyncio.Future[bool]`` that resolves True once it is written to the socket
     (False if the client closed first). Awaiting it is optional.
+
+    Errors: a server ``error`` event (after ``RealtimeAPIEvents.Error``) and a frame
+    the client cannot read (malformed JSON, not an object, a shape it cannot follow)
+    dispatch ``VoiceAIEvents.Error`` with a precise ``message``; reading goes on.
 
     Args:
         connection: an entered ``AsyncRealtimeConnection`` from the SDK.
@@ -195,11 +200,24 @@ class RealtimeAPIClient(QueuedVoiceAIClient):
             raw = await self._conn.recv_bytes()
             try:
                 data = json.loads(raw)
-            except ValueError:
-                log.warning("openai: dropped a non-JSON message (%d bytes)", len(raw))
+            except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+                self._malformed(raw, str(exc))
                 continue
-            if isinstance(data, dict):
+            if not isinstance(data, dict):
+                self._malformed(raw, "not a JSON object")
+                continue
+            try:
                 self._handle(data)
+            except Exception as exc:  # a shape the handling cannot follow
+                log.debug("openai: handling %r failed", data.get("type"), exc_info=True)
+                self._malformed(raw, f"{data.get('type')!r} ({type(exc).__name__}: {exc})",
+                                "event")
+
+    def _malformed(self, raw: bytes | str, why: str, what: str = "JSON") -> None:
+        """A server frame the client cannot read: ``VoiceAIEvents.Error``; reading goes on."""
+        excerpt = frame_excerpt(raw)
+        self._dispatch_error(f"malformed {what} from openai: {why}: {excerpt}",
+                             {"raw": excerpt})
 
     async def _reader_finished(self) -> None:
         if self._sdk is not None:
@@ -236,14 +254,14 @@ class RealtimeAPIClient(QueuedVoiceAIClient):
                 self.clear_media_buffer()
         elif kind in ("session.created", "session.updated"):
             self._on_session(data.get("session"))
-        elif kind == "error":
-            err = data.get("error") if isinstance(data.get("error"), dict) else {}
-            log.warning(
-                "openai: server error type=%s code=%s: %s",
-                err.get("type"), err.get("code"), err.get("message"),
-            )
         self.dispatch(event_name(kind if isinstance(kind, str) else None),
                       data=data, client=self)
+        if kind == "error":
+            err = data.get("error") if isinstance(data.get("error"), dict) else {}
+            what = "/".join(str(v) for v in (err.get("type"), err.get("code")) if v)
+            self._dispatch_error(
+                f"openai reported an error{f' ({what})' if what else ''}: "
+                f"{err.get('message') or frame_excerpt(json.dumps(data))}", data)
         if kind == "response.function_call_arguments.done":
             self._dispatch_tool_call(str(data.get("name") or ""), str(data.get("call_id") or ""),
                                      data.get("arguments"), data)

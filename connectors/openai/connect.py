@@ -51,7 +51,11 @@ def _retryable(exc: BaseException) -> bool:
 def _describe(exc: BaseException) -> str:
     status = _status_of(exc)
     if status is not None:
-        return f"HTTP {status} on the WebSocket handshake"
+        what = " (authentication refused)" if status in (401, 403) else ""
+        body = getattr(getattr(exc, "response", None), "body", None)
+        text = (body.decode("utf-8", "replace").strip()[:200]
+                if isinstance(body, bytes | bytearray) else "")
+        return f"HTTP {status} on the WebSocket handshake{what}" + (f": {text}" if text else "")
     return f"{type(exc).__name__}: {exc}"
 
 

@@ -24,7 +24,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from connectors.base import EVENT, Capabilities, QueuedVoiceAIClient
+from connectors.base import (
+    ABNORMAL_CLOSURE,
+    EVENT,
+    Capabilities,
+    QueuedVoiceAIClient,
+    frame_excerpt,
+)
 from connectors.ultravox.events import WebSocketAPIEvents, event_name
 from gateway.media.format import AudioFormat, AudioFrame, Encoding
 from gateway.runtime.events import ErrorSink, Event
@@ -52,6 +58,10 @@ def ultravox_capabilities(input_sample_rate: int = 16000,
 #: The default (16 kHz both ways) capabilities.
 ULTRAVOX_CAPABILITIES = ultravox_capabilities()
 
+#: Close codes that report no error (normal, going away, none given, dropped).
+_NOT_ERRORS = frozenset({1000, 1001, 1005, ABNORMAL_CLOSURE})
+
+
 class WebSocketAPIClient(QueuedVoiceAIClient):
     """A joined Ultravox call, as a media unit and event target.
 
@@ -63,6 +73,12 @@ class WebSocketAPIClient(QueuedVoiceAIClient):
     Request methods never block: they queue the message behind queued audio and
     return an ``asyncio.Future[bool]`` resolving True once written (False if the
     client closed first).
+
+    Errors: a data message the client cannot read (malformed JSON, not an object, a
+    shape it cannot follow) dispatches ``WebSocketAPIEvents.Error`` and then
+    ``VoiceAIEvents.Error`` with a precise ``message``; reading goes on. A close with
+    an error code (Ultravox's way of reporting errors, e.g. 1008 or 1011) dispatches
+    ``VoiceAIEvents.Error`` before ``WebSocketClosed``.
 
     Args:
         websocket: an open ``websockets`` client connection to the join URL.
@@ -169,19 +185,38 @@ class WebSocketAPIClient(QueuedVoiceAIClient):
     def _on_text(self, text: str) -> None:
         try:
             data = json.loads(text)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            log.warning("ultravox: malformed data message (%d chars) from call %s",
-                        len(text), self.call_id)
-            self.dispatch(
-                WebSocketAPIEvents.Error,
-                data={"type": "error", "message": "malformed data message (not a JSON object)",
-                      "raw": text[:200]},
-                client=self,
-            )
+        except ValueError as exc:
+            self._malformed(text, str(exc))
             return
-        self._handle(data)
+        if not isinstance(data, dict):
+            self._malformed(text, "not a JSON object")
+            return
+        try:
+            self._handle(data)
+        except Exception as exc:  # a shape the handling cannot follow
+            log.debug("ultravox: handling %r failed", data.get("type"), exc_info=True)
+            self._malformed(text, f"{data.get('type')!r} ({type(exc).__name__}: {exc})",
+                            "data message")
+
+    def _malformed(self, text: str, why: str, what: str = "JSON") -> None:
+        """A data message the client cannot read: ``WebSocketAPIEvents.Error``, then
+        ``VoiceAIEvents.Error``; reading goes on."""
+        message = f"malformed {what} from ultravox: {why}: {frame_excerpt(text)}"
+        self.dispatch(
+            WebSocketAPIEvents.Error,
+            data={"type": "error", "message": message, "raw": text[:200]},
+            client=self,
+            message=message,
+        )
+        self._dispatch_error(message, {"raw": text[:200]})
+
+    def _connection_lost(self, code: int, reason: str) -> None:
+        if code not in _NOT_ERRORS and not self._closed_dispatched:
+            # Ultravox reports errors by closing the call's socket (1008, 1011 ...).
+            self._dispatch_error(
+                f"ultravox closed the call {self.call_id}: code {code}"
+                + (f": {reason}" if reason else ""), {"code": code, "reason": reason})
+        super()._connection_lost(code, reason)
 
     def _handle(self, data: dict[str, Any]) -> None:
         kind = data.get("type")

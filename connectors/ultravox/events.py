@@ -36,8 +36,9 @@ class WebSocketAPIEvents:
     Debug = _PREFIX + "Debug"
     #: ``pong`` {timestamp}, the answer to :meth:`WebSocketAPIClient.ping`.
     Pong = _PREFIX + "Pong"
-    #: Connector-side: a text frame that is not a JSON object; ``data`` holds
-    #: ``{"type": "error", "message": ..., "raw": <first 200 chars>}``.
+    #: Connector-side: a text frame the client cannot read (malformed JSON, not an
+    #: object); ``data`` holds ``{"type": "error", "message": ..., "raw": <first 200
+    #: chars>}``. ``VoiceAIEvents.Error`` follows with the same ``message``.
     Error = _PREFIX + "Error"
     #: A data message whose ``type`` is not in :data:`SERVER_EVENT_MAP`.
     Unknown = _PREFIX + "Unknown"

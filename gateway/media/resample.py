@@ -22,7 +22,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from av.audio.frame import AudioFrame as AvAudioFrame
 
-__all__ = ["Resampler"]
+__all__ = ["Resampler", "preload"]
+
+
+def preload() -> None:
+    """Import PyAV and run one conversion now.
+
+    The first resampling in a process imports PyAV and FFmpeg (~190 ms measured here);
+    done on the event loop in the middle of calls, that stalls every call's media
+    clock, so the gateway calls this at start.
+    """
+    Resampler(8000, 16000).resample(bytes(320))
 
 
 class Resampler:

@@ -15,6 +15,7 @@ import weakref
 from typing import Any
 
 from gateway.speech.asr import ASRError, ASRProvider, ASRResult, ASRStream, PocketsphinxASR
+from gateway.speech.spawner import close_spawner, shared_spawner
 from gateway.speech.tts import EspeakTTS, TTSError, TTSProvider
 from gateway.speech.workers import SpeechWorkerError, SphinxPool
 
@@ -34,6 +35,7 @@ __all__ = [
     "create_asr",
     "create_tts",
     "speech_pool",
+    "start_speech",
 ]
 
 _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SphinxPool] = (
@@ -73,11 +75,23 @@ def shared_tts() -> EspeakTTS:
     return tts
 
 
+async def start_speech(recognition_workers: int = 0) -> None:
+    """Start the spawner process and ``recognition_workers`` PocketSphinx workers now.
+
+    Forking the gateway stalls its event loop for a few ms per child (tens of ms with
+    uvloop and a large heap), so the gateway does it at start, before any call.
+    """
+    await shared_spawner().start()
+    if recognition_workers > 0:
+        await speech_pool().warm_up(recognition_workers)
+
+
 async def close_speech() -> None:
-    """Stop the running loop's speech workers (called when the gateway stops)."""
+    """Stop the running loop's speech workers and spawner (when the gateway stops)."""
     pool = _pools.pop(asyncio.get_running_loop(), None)
     if pool is not None:
         await pool.close()
+    await close_spawner()
 
 
 def create_asr(provider: str | ASRProvider = "pocketsphinx", **options: Any) -> ASRProvider:

@@ -2,8 +2,10 @@
 
 A provider turns text into PCM16 mono chunks in its ``output_format``, yielded as
 soon as they are synthesised (progressive playback starts before synthesis ends).
-Synthesis never runs on the event loop: espeak-ng is a child process read
-asynchronously, and the number of concurrent synthesisers is bounded.
+Synthesis never runs on the event loop: espeak-ng runs as a child of a small spawner
+process (:mod:`gateway.speech.spawner`; forking the gateway itself would stall its
+loop), its output read asynchronously, and the number of concurrent synthesisers is
+bounded.
 
 The offline default is espeak-ng (``apt install espeak-ng``), whose ``--stdout``
 WAV is 22050 Hz mono PCM16 for its built-in voices.
@@ -20,6 +22,7 @@ from collections.abc import AsyncIterator
 from typing import Protocol
 
 from gateway.media.format import AudioFormat, Encoding
+from gateway.speech.spawner import JobFailed, SpawnError, shared_spawner
 
 #: espeak-ng's built-in voices speak PCM16 mono at 22050 Hz.
 ESPEAK_FORMAT = AudioFormat(Encoding.PCM16, 22050)
@@ -118,53 +121,45 @@ class EspeakTTS:
             args += ["-s", str(int(self.speed))]
         args += ["--", text]
         async with self._semaphore():
-            proc = await asyncio.create_subprocess_exec(
-                *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                stdin=asyncio.subprocess.DEVNULL)
             try:
-                async for chunk in self._read(proc):
-                    yield chunk
-                code = await proc.wait()
-                if code != 0:
-                    err = b""
-                    if proc.stderr is not None:
-                        err = await proc.stderr.read()
-                    raise TTSError(f"espeak-ng exited with {code}: "
-                                   f"{err.decode(errors='replace').strip()[:200]}")
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
-                    with contextlib.suppress(Exception):
-                        await proc.wait()
+                async with contextlib.aclosing(shared_spawner().run(args)) as out:
+                    async for chunk in self._pcm(out):
+                        yield chunk
+            except JobFailed as exc:
+                raise TTSError(f"espeak-ng {exc}") from exc
+            except SpawnError as exc:
+                raise TTSError(f"espeak-ng could not run: {exc}") from exc
 
-    async def _read(self, proc: asyncio.subprocess.Process) -> AsyncIterator[bytes]:
-        assert proc.stdout is not None
+    async def _pcm(self, out: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """The PCM payload of espeak-ng's streamed WAV, in whole samples."""
         head = b""
-        while True:
-            chunk = await proc.stdout.read(4096)
-            if not chunk:
-                if head:
-                    _wav_header(head)  # raises on a short or broken header
-                return
+        offset = -1
+        async for chunk in out:
             head += chunk
-            if len(head) >= 44:
-                try:
-                    channels, rate, bits, offset = _wav_header(head)
-                except TTSError:
-                    if len(head) < 512:
-                        continue
-                    raise
-                break
+            if len(head) < 44:
+                continue
+            try:
+                channels, rate, bits, offset = _wav_header(head)
+            except TTSError:
+                if len(head) < 512:
+                    continue
+                raise
+            break
+        if offset < 0:
+            if head:
+                _wav_header(head)  # raises on a short or broken header
+            return
         if (channels, rate, bits) != (1, self.output_format.sample_rate, 16):
             raise TTSError(f"espeak-ng wrote {channels} ch {rate} Hz {bits}-bit audio; "
                            f"expected mono {self.output_format.sample_rate} Hz PCM16")
         carry = head[offset:]
-        while True:
+        if len(carry) >= 2:
+            cut = len(carry) - len(carry) % 2
+            yield carry[:cut]
+            carry = carry[cut:]
+        async for chunk in out:
+            carry += chunk
             if len(carry) >= 2:
                 cut = len(carry) - len(carry) % 2
                 yield carry[:cut]
                 carry = carry[cut:]
-            chunk = await proc.stdout.read(8192)
-            if not chunk:
-                return
-            carry += chunk

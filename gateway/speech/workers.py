@@ -85,6 +85,10 @@ class SphinxWorker:
         except SpeechWorkerError:
             await self.close()
             raise
+        except asyncio.CancelledError:  # the gateway stopped while the model loaded
+            if self._proc is not None and self._proc.returncode is None:
+                self._proc.kill()
+            raise
         self.load_ms = info.get("load_ms")
 
     async def _read_loop(self) -> None:

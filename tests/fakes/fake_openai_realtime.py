@@ -208,6 +208,7 @@ class FakeRealtimeServer:
         session: the current session object.
         truncates: every ``conversation.item.truncate`` received.
         sent_events: every server event sent.
+        sent_raw: every frame sent as is with :meth:`send_raw`.
         invalid_received: ``(event, reason)`` per client event that failed validation.
         invalid_sent: ``(event, reason)`` per server event the fake refused to send
             (a bug in the fake or a test script; :meth:`send` also raised).
@@ -248,6 +249,7 @@ class FakeRealtimeServer:
         self.audio_chunks: list[tuple[bytes, dict[str, Any]]] = []
         self.truncates: list[dict[str, Any]] = []
         self.sent_events: list[dict[str, Any]] = []
+        self.sent_raw: list[str | bytes] = []
         self.invalid_received: list[tuple[dict[str, Any], str]] = []
         self.invalid_sent: list[tuple[dict[str, Any], str]] = []
         self.items: dict[str, dict[str, Any]] = {}
@@ -390,6 +392,20 @@ class FakeRealtimeServer:
             self.sent_events.append(event)
             await ws.send(json.dumps(event))
         return event
+
+    async def send_raw(self, text: str | bytes) -> None:
+        """Send one frame as is, unvalidated (fault injection: malformed JSON, a
+        non-object, a binary frame); recorded in ``sent_raw``.
+
+        Raises:
+            ConnectionError: no client is connected.
+        """
+        ws = self._ws
+        if ws is None:
+            raise ConnectionError("no client connected to the fake")
+        async with self._send_lock:
+            self.sent_raw.append(text)
+            await ws.send(text)
 
     async def send_error(
         self, message: str, *, code: str | None = None,

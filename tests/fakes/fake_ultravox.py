@@ -470,6 +470,10 @@ class FakeUltravoxServer:
                 self.sent_messages.append(record)
             await send({"type": "websocket.send", "text": text})
 
+    async def send_raw(self, text: str) -> None:
+        """Send a text frame as is (the name the other fakes use)."""
+        await self.send_raw_text(text)
+
     async def send_audio(self, data: bytes) -> None:
         """Send one binary frame (PCM16 at the output rate)."""
         send = self._send

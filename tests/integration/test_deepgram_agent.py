@@ -265,7 +265,7 @@ async def test_bad_key_is_not_retried_and_not_leaked() -> None:
             await Deepgram.create_voice_agent_client(
                 api_key="wrong-key-abcdef", base_url=fake.url,
                 connect_options=ConnectOptions(retries=3, backoff=0.01, timeout=5.0))
-        assert "401" in str(info.value)
+        assert "HTTP 401 on the WebSocket handshake (authentication refused)" in str(info.value)
         assert "wrong-key-abcdef" not in str(info.value)
         assert info.value.__cause__ is None and info.value.__suppress_context__
         assert len(fake.handshakes) == 1
@@ -303,6 +303,7 @@ async def test_server_close_dispatches_websocket_closed_once(
     assert await client.wait_settings_applied(5.0)
     closed = record(client, E.WebSocketClosed)
     errors = record(client, E.Error)
+    generic = record(client, VoiceAIEvents.Error)
     await fake.error("The think provider failed", "FAILED_TO_THINK")
     await fake.close(1011, "internal error")
     await until(lambda: closed)
@@ -311,6 +312,9 @@ async def test_server_close_dispatches_websocket_closed_once(
     assert (closed[0].code, closed[0].reason) == (1011, "internal error")
     assert errors[0].data == {"type": "Error", "description": "The think provider failed",
                               "code": "FAILED_TO_THINK"}
+    assert [e.message for e in generic] == [
+        "deepgram reported an error (FAILED_TO_THINK): The think provider failed"]
+    assert generic[0].data == errors[0].data
     assert client.closed and call.hangups == 0
     assert client.media_sinks == [] and call.media_source is None
 
@@ -324,14 +328,24 @@ async def test_client_close_dispatches_once(fake: FakeVoiceAgentServer) -> None:
     await fake.wait_for(lambda: fake.closed_by_client is not None)
 
 
-async def test_malformed_json_is_skipped(fake: FakeVoiceAgentServer) -> None:
+async def test_malformed_json_is_an_error_event_and_skipped(
+        fake: FakeVoiceAgentServer) -> None:
     client = await connect(fake, settings_delay=0.0)
     assert await client.wait_settings_applied(5.0)
     seen = record(client, E.ConversationText)
+    errors = record(client, VoiceAIEvents.Error)
     await fake.send_raw("{not json")
+    await fake.send_raw("[1, 2]")  # the SDK hands a non-object back as is
+    await fake.send_raw("null")
     await fake.conversation_text("user", "hello")
     await until(lambda: seen)
     assert seen[0].data["content"] == "hello" and not client.closed
+    assert [e.message for e in errors] == [
+        "malformed JSON from deepgram: Expecting property name enclosed in double quotes: "
+        "line 1 column 2 (char 1): '{not json'",
+        "malformed JSON from deepgram: not a JSON object: '[1, 2]'",
+        "malformed JSON from deepgram: not a JSON object: 'null'",
+    ]
     await client.close()
 
 

@@ -360,16 +360,36 @@ async def test_server_close_dispatches_websocket_closed_once(fake: FakeAgentsSer
     call.push(b"\xff" * 160)  # the call keeps working with nothing routed
 
 
-async def test_malformed_json_is_skipped(fake: FakeAgentsServer) -> None:
+async def test_malformed_json_is_an_error_event_and_skipped(fake: FakeAgentsServer) -> None:
     ai = await connect(fake)
     unknown = events_of(ai, E.Unknown)
+    errors = events_of(ai, VoiceAIEvents.Error)
     await fake.wait_connected()
     await fake.send_raw("{not json")
+    await fake.send_raw("[1, 2]")
     await fake.send_raw('{"type": "brand_new_event"}')
     eid = await fake.ping()
     pong = await fake.wait_for("pong")
     assert pong["event_id"] == eid and not ai.closed
     assert [e.data["type"] for e in unknown] == ["brand_new_event"]
+    assert [e.message for e in errors] == [
+        "malformed JSON from elevenlabs: Expecting property name enclosed in double quotes: "
+        "line 1 column 2 (char 1): '{not json'",
+        "malformed JSON from elevenlabs: not a JSON object: '[1, 2]'",
+    ]
+    assert errors[0].data == {"raw": "'{not json'"} and errors[0].client is ai
+    await ai.close()
+
+
+async def test_server_error_message_is_an_error_event(fake: FakeAgentsServer) -> None:
+    ai = await connect(fake)
+    vendor = events_of(ai, E.Error)
+    errors = events_of(ai, VoiceAIEvents.Error)
+    await fake.wait_connected()
+    await fake.send_raw('{"type": "error", "message": "Quota exceeded", "code": 1008}')
+    await until(lambda: errors)
+    assert errors[0].message == "elevenlabs reported an error: Quota exceeded (code 1008)"
+    assert errors[0].data == vendor[0].data and not ai.closed
     await ai.close()
 
 

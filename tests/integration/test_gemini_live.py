@@ -10,6 +10,7 @@ and every message the connector sends against ``LiveClientMessage``
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import socket
 import struct
@@ -359,14 +360,59 @@ async def test_malformed_message_is_an_error_event_and_the_session_survives(
 ) -> None:
     ai = await connect(fake)
     error = await next_event(ai, E.Error)
+    generic: list[Event] = []
+    ai.add_event_listener(VoiceAIEvents.Error, generic.append)
     await fake.send_raw("{not json")
     ev = await asyncio.wait_for(error, 5)
-    assert "not json" in ev.message or "parse" in ev.message.lower()
+    assert ev.message == ("malformed JSON from gemini: Expecting property name enclosed in "
+                          "double quotes: line 1 column 2 (char 1): '{not json'")
     assert not ai.closed
+    await fake.send_raw("[1, 2]")
+    await fake.send_raw('{"someField": 1}')
     tool = await next_event(ai, E.ToolCall)
     await fake.tool_call("ping", {})
     assert (await asyncio.wait_for(tool, 5)).name == "ping"
+    assert [e.message for e in generic] == [
+        ev.message,
+        "malformed JSON from gemini: not a JSON object: '[1, 2]'",
+        "malformed message from gemini: no field the Live API defines: '{\"someField\": 1}'",
+    ]
+    assert generic[0].data == {"raw": "'{not json'"} and not ai.closed
     await ai.close()
+
+
+async def test_error_body_is_an_error_event(fake: FakeGeminiLiveServer) -> None:
+    ai = await connect(fake)
+    vendor = await next_event(ai, E.Error)
+    generic = await next_event(ai, VoiceAIEvents.Error)
+    body = {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "Quota exceeded"}}
+    await fake.send_raw(json.dumps(body))
+    ev = await asyncio.wait_for(generic, 5)
+    assert ev.message == "gemini reported an error 429 RESOURCE_EXHAUSTED: Quota exceeded"
+    assert ev.data == body
+    assert (await asyncio.wait_for(vendor, 5)).message == ev.message
+    assert not ai.closed
+    await ai.close()
+
+
+async def test_error_close_is_an_error_event_then_websocket_closed(
+    fake: FakeGeminiLiveServer,
+) -> None:
+    ai = await connect(fake)
+    seen: list[Event] = []
+    ai.add_event_listener(VoiceAIEvents.Error, seen.append)
+    ai.add_event_listener(VoiceAIEvents.WebSocketClosed, seen.append)
+    await fake.close_connection(1007, "Request contains an invalid argument.")
+    await fake.wait_until(lambda: not fake.connected)
+    async with asyncio.timeout(5):
+        while len(seen) < 2:
+            await asyncio.sleep(0.005)
+    assert [e.event_name for e in seen] == [VoiceAIEvents.Error, VoiceAIEvents.WebSocketClosed]
+    assert seen[0].message == ("gemini closed the session: code 1007: Request contains an "
+                               "invalid argument.")
+    assert (seen[1].code, seen[1].reason) == (1007, "Request contains an invalid argument.")
+    await ai.close()
+    assert len(seen) == 2  # a client close reports no error
 
 
 async def test_go_away_and_transcriptions_are_events(fake: FakeGeminiLiveServer) -> None:

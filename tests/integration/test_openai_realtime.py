@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from connectors.base import ConnectOptions, ConnectorError
+from connectors.base import ConnectOptions, ConnectorError, VoiceAIEvents
 from connectors.openai import OpenAI, RealtimeAPIClient
 from gateway.media.format import PCM16_24K, PCMU_8K
 from gateway.runtime.events import Event
@@ -52,6 +52,13 @@ def free_tcp_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+async def until(cond: Any, timeout: float = 5.0) -> None:
+    """Wait for a client-side condition (the fake only wakes on what it receives)."""
+    async with asyncio.timeout(timeout):
+        while not cond():
+            await asyncio.sleep(0.005)
 
 
 @pytest.fixture
@@ -126,11 +133,15 @@ async def test_connection_refused_raises_connector_error_after_retries() -> None
 
 
 async def test_wrong_api_key_is_not_retried(fake: FakeRealtimeServer) -> None:
-    with pytest.raises(ConnectorError, match="401"):
+    with pytest.raises(ConnectorError, match="401") as info:
         await OpenAI.create_realtime_api_client(
             api_key="sk-wrong", websocket_base_url=fake.ws_url,
             connect_options=ConnectOptions(retries=3, backoff=0.01))
     assert [h["status"] for h in fake.handshakes] == [401]
+    # the refusal is named, with what the server said, and the key is not in it
+    assert "authentication refused" in str(info.value)
+    assert "invalid api key" in str(info.value)
+    assert "sk-wrong" not in str(info.value)
 
 
 async def test_server_unavailable_then_retry_succeeds() -> None:
@@ -314,9 +325,48 @@ async def test_server_error_event_is_dispatched(fake: FakeRealtimeServer) -> Non
     errors: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
     ai.add_event_listener(E.Error, errors.set_result)
     await fake.wait_for("session.update")
+    generic: list[Event] = []
+    ai.add_event_listener(VoiceAIEvents.Error, generic.append)
     ai.response_cancel()  # nothing in progress: the server answers with an error
     ev = await asyncio.wait_for(errors, 5)
     assert ev.data["error"]["code"] == "response_cancel_not_active"
+    await until(lambda: generic)
+    (err,) = generic
+    assert err.message == ("openai reported an error (invalid_request_error/"
+                           "response_cancel_not_active): Cancellation failed: no active "
+                           "response found")
+    assert err.data == ev.data and err.client is ai and not ai.closed
+    await ai.close()
+
+
+async def test_malformed_frames_are_error_events_and_the_session_goes_on(
+    fake: FakeRealtimeServer,
+) -> None:
+    ai = await connect(fake)
+    errors: list[Event] = []
+    ai.add_event_listener(VoiceAIEvents.Error, errors.append)
+    tools: list[Event] = []
+    ai.add_event_listener(VoiceAIEvents.ToolCall, tools.append)
+    await fake.wait_for("session.update")
+    await fake.send_raw("{not json")
+    await fake.send_raw("[1, 2]")
+    await fake.send_raw(b"\xff\xfe binary")
+    # valid JSON in a shape the client cannot follow (the audio is not base64 text)
+    await fake.send_raw(json.dumps({"type": "response.output_audio.delta", "delta": 5,
+                                    "item_id": "item_x", "content_index": 0}))
+    await fake.send_raw("x" * 500)
+    call_id = await fake.function_call("lookup", {"order": "42"})
+    await until(lambda: tools)
+    assert tools[0].call_id == call_id and not ai.closed
+    messages = [e.message for e in errors]
+    assert messages[0] == ("malformed JSON from openai: Expecting property name enclosed in "
+                           "double quotes: line 1 column 2 (char 1): '{not json'")
+    assert messages[1] == "malformed JSON from openai: not a JSON object: '[1, 2]'"
+    assert messages[2].startswith("malformed JSON from openai: ") and "binary" in messages[2]
+    assert messages[3].startswith(
+        "malformed event from openai: 'response.output_audio.delta' (TypeError: ")
+    assert messages[4].endswith("... (500 chars)") and len(messages[4]) < 300
+    assert len(errors) == 5 and errors[0].data == {"raw": "'{not json'"}
     await ai.close()
 
 

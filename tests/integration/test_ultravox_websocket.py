@@ -350,12 +350,17 @@ async def test_malformed_json_dispatches_error(fake: FakeUltravoxServer) -> None
     ai = await connect(fake)
     errors: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
     unknown: list[Event] = []
+    generic: list[Event] = []
     ai.add_event_listener(E.Error, errors.set_result)
     ai.add_event_listener(E.Unknown, unknown.append)
+    ai.add_event_listener(VoiceAIEvents.Error, generic.append)
     await fake.wait_connected()
-    await fake.send_raw_text("{not json")
+    await fake.send_raw("{not json")
     ev = await asyncio.wait_for(errors, 5)
     assert ev.data["raw"] == "{not json" and ev.client is ai
+    assert ev.message == ("malformed JSON from ultravox: Expecting property name enclosed in "
+                          "double quotes: line 1 column 2 (char 1): '{not json'")
+    assert [(e.message, e.data) for e in generic] == [(ev.message, {"raw": "{not json"})]
     await fake.send_raw_text('{"type": "something_new", "x": 1}')
     await fake.send_raw_text('{"type": "state", "state": "speaking"}')
     await until(lambda: ai.state == "speaking")
@@ -385,6 +390,22 @@ async def test_server_close_dispatches_websocket_closed(fake: FakeUltravoxServer
     assert (await ai.send_text("late")) is False
     await ai.close()  # idempotent, no second event
     assert len(seen) == 1
+
+
+async def test_error_close_is_an_error_event_then_websocket_closed(
+        fake: FakeUltravoxServer) -> None:
+    ai = await connect(fake)
+    seen: list[Event] = []
+    ai.add_event_listener(VoiceAIEvents.Error, seen.append)
+    ai.add_event_listener(VoiceAIEvents.WebSocketClosed, seen.append)
+    await fake.wait_connected()
+    await fake.close_connection(1011, "agent failed")
+    await until(lambda: len(seen) == 2)
+    assert [e.event_name for e in seen] == [VoiceAIEvents.Error, VoiceAIEvents.WebSocketClosed]
+    assert seen[0].message == f"ultravox closed the call {ai.call_id}: code 1011: agent failed"
+    assert (seen[1].code, seen[1].reason) == (1011, "agent failed")
+    await ai.close()
+    assert len(seen) == 2
 
 
 async def test_client_close_reports_1000(fake: FakeUltravoxServer) -> None:
