@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     speech_workers: int | None = Field(default=None, ge=1)
     #: StartScenarios answers HTTP 429 while an account has this many sessions in flight.
     max_sessions_per_account: int = Field(default=200, ge=1)
+    # -- scenario runtime limits (VoxEngine parity) -------------------------------------
+    #: Seconds scenario code may hold the event loop in one go (a handler, one step of an
+    #: async handler, a timer callback) before the watchdog interrupts it and ends its
+    #: session with an error in its log (VoxEngine: 1 s). 0 turns the watchdog off.
+    handler_time_limit: float = Field(default=1.0, ge=0)
+    #: StartScenarios refuses script_custom_data over 200 bytes (UTF-8) as Voximplant
+    #: does (error 9005); false raises the limit to custom_data_max_bytes, our own.
+    custom_data_voximplant_limit: bool = True
 
     def sip_advertised_host(self) -> str:
         """Host to put in SIP and SDP headers."""

@@ -20,6 +20,18 @@ right after the client is created): a PCMU/PCMA call gets G.711 passthrough
 both ways, anything else PCM16 16 kHz in / 24 kHz out. If no source attaches
 within ``settings_delay`` seconds, the PCM16 defaults are sent. Later sources
 keep the formats already sent (the route edge converts).
+
+Per-turn latency (``VoiceAIEvents.TurnLatency``, also in the session CDR): Deepgram
+measures the turn itself and reports it in ``AgentStartedSpeaking`` (seconds,
+converted to ms): ``total_latency`` (user utterance end -> the agent's first audio)
+is ``speech_end_to_audio_ms``, ``ttt_latency`` (the text-to-text, LLM, part) is
+``llm_first_token_ms``, ``tts_latency`` is ``tts_first_byte_ms``. One record per
+user turn: the first ``AgentStartedSpeaking`` after a ``UserStartedSpeaking``
+(the greeting, ``InjectAgentMessage`` and further answers without new user speech
+are not user turns). ``stt_ms`` comes from the ``stt_latency`` of Deepgram's
+``LatencyReport``: a report that arrives while the turn is still unanswered is
+folded into the event; one that arrives after ``AgentStartedSpeaking`` completes
+the turn's CDR record (the event already went out with ``stt_ms`` None).
 """
 
 from __future__ import annotations
@@ -143,6 +155,12 @@ class VoiceAgentClient(QueuedVoiceAIClient):
         self.settings: dict[str, Any] | None = None
         #: ``request_id`` of the server's ``Welcome``.
         self.request_id: str = ""
+        #: The user spoke (``UserStartedSpeaking``) and the agent has not answered yet.
+        self._user_turn = False
+        #: ``stt_latency`` (s) of a ``LatencyReport`` for the unanswered user turn.
+        self._turn_stt: float | None = None
+        #: The CDR record of the last reported turn while its ``stt_ms`` is unknown.
+        self._stt_missing: dict[str, Any] | None = None
         if audio_format is not None:
             self.input_format, self.output_format = audio_format
             self._settings_sent = True
@@ -295,8 +313,14 @@ class VoiceAgentClient(QueuedVoiceAIClient):
             self.settings_applied.set()
             self._wakeup.set()
         elif kind == "UserStartedSpeaking":
+            self._user_turn = True
             if self.barge_in:
                 self.clear_media_buffer()
+        elif kind == "AgentStartedSpeaking":
+            if self._user_turn:
+                self._report_turn(data)
+        elif kind == "LatencyReport":
+            self._on_latency_report(data)
         elif kind == "Warning":
             log.info("deepgram: server warning code=%s: %s",
                      data.get("code"), data.get("description"))
@@ -317,6 +341,30 @@ class VoiceAgentClient(QueuedVoiceAIClient):
                 call_id, fname = str(fn.get("id") or ""), str(fn.get("name") or "")
                 self._calls[call_id] = fname
                 self._dispatch_tool_call(fname, call_id, fn.get("arguments"), data)
+
+    def _report_turn(self, data: dict[str, Any]) -> None:
+        """``AgentStartedSpeaking`` answering a user turn: ``TurnLatency`` from its
+        figures (seconds) and any ``LatencyReport`` STT figure seen for the turn."""
+        stt, self._turn_stt = self._turn_stt, None
+        self._user_turn = False
+        record = self._report_turn_latency(
+            speech_end_to_audio_ms=_ms(data.get("total_latency")),
+            stt_ms=_ms(stt),
+            llm_first_token_ms=_ms(data.get("ttt_latency")),
+            tts_first_byte_ms=_ms(data.get("tts_latency")))
+        self._stt_missing = record if record["stt_ms"] is None else None
+
+    def _on_latency_report(self, data: dict[str, Any]) -> None:
+        """``LatencyReport``: its ``stt_latency`` belongs to the last reported turn
+        when that turn's STT figure is missing, else to the unanswered one."""
+        stt = data.get("stt_latency")
+        if _ms(stt) is None:
+            return
+        record, self._stt_missing = self._stt_missing, None
+        if record is not None:
+            record["stt_ms"] = round(float(stt) * 1000.0, 1)
+        elif self._user_turn:
+            self._turn_stt = float(stt)
 
     def _on_agent_audio(self, audio: bytes) -> None:
         fmt = self.output_format
@@ -431,6 +479,13 @@ class VoiceAgentClient(QueuedVoiceAIClient):
     def keep_alive(self) -> asyncio.Future[bool]:
         """Send ``KeepAlive`` (automatic after ``keepalive_interval`` idle seconds)."""
         return self.send_message({"type": "KeepAlive"})
+
+
+def _ms(seconds: Any) -> float | None:
+    """A Deepgram latency figure (seconds) in ms, None when absent or not a number."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        return None
+    return float(seconds) * 1000.0
 
 
 def _typed(message: dict[str, Any]) -> Any:

@@ -45,6 +45,9 @@ class VoiceAgentEvents:
     #: A client-side function call (one per ``client_side`` function of a
     #: ``FunctionCallRequest``); payload ``name``, ``call_id``, ``arguments``.
     ToolCall = VoiceAIEvents.ToolCall
+    #: One user turn answered, with the latency figures the vendor exposes (the
+    #: connector module says which); also kept in the session CDR.
+    TurnLatency = VoiceAIEvents.TurnLatency
     #: The WebSocket closed (by either side); payload ``code`` and ``reason``.
     WebSocketClosed = VoiceAIEvents.WebSocketClosed
     #: A server message whose ``type`` is not in :data:`SERVER_EVENT_MAP`.

@@ -17,6 +17,19 @@ never blocking the 20 ms media clock) and sent by one sender task. Barge-in (on 
 default) follows the SDK: on ``interruption`` the sinks' playout is cleared and
 later ``audio`` events whose ``event_id`` is not above the interrupted one are
 dropped.
+
+Per-turn latency (``VoiceAIEvents.TurnLatency``, also in the session CDR): the
+Agents protocol has no speech-end event; the one end-of-turn signal is
+``user_transcript``, the finalized transcript the server sends once its turn-taking
+has ended the user's turn (``vad_score`` is a raw probability stream and
+``interruption`` marks speech *start*). ``speech_end_to_audio_ms`` runs from
+receiving ``user_transcript`` to receiving the first played ``audio`` event of the
+answer (``event_id`` not below the transcript's, so the tail of an earlier answer
+does not count), both on the gateway's clock (``time.perf_counter``): the server's
+LLM + TTS time after its end-of-turn decision, without the turn-taking wait itself,
+the uplink or playout. One record per ``user_transcript`` that gets an answer with
+audio; a barge-in afterwards does not cancel it. ElevenLabs exposes no STT / LLM /
+TTS split on this socket: those figures are None.
 """
 
 from __future__ import annotations
@@ -26,6 +39,7 @@ import base64
 import dataclasses
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -161,6 +175,9 @@ class AgentsClient(QueuedVoiceAIClient):
         self.conversation_id: str = str(event.get("conversation_id") or "")
         #: Agent audio events dropped because they belonged to an interrupted turn.
         self.dropped_audio_events = 0
+        #: perf_counter() of the unanswered ``user_transcript``, and its event_id.
+        self._transcript_at: float | None = None
+        self._transcript_id: int | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -252,6 +269,10 @@ class AgentsClient(QueuedVoiceAIClient):
                 self._last_interrupt_id = max(self._last_interrupt_id, eid)
             if self.barge_in:
                 self.clear_media_buffer()
+        elif kind == "user_transcript":
+            ev = data.get("user_transcription_event")
+            self._transcript_at = time.perf_counter()
+            self._transcript_id = _event_id(ev.get("event_id")) if isinstance(ev, dict) else None
         elif kind == "ping":
             ev = data.get("ping_event")
             if isinstance(ev, dict) and "event_id" in ev:
@@ -281,6 +302,11 @@ class AgentsClient(QueuedVoiceAIClient):
             log.warning("elevenlabs: bad base64 in an audio event")
             return True
         if audio and not self._closed:
+            if self._transcript_at is not None and (
+                    eid is None or self._transcript_id is None or eid >= self._transcript_id):
+                elapsed = (time.perf_counter() - self._transcript_at) * 1000.0
+                self._transcript_at = self._transcript_id = None
+                self._report_turn_latency(speech_end_to_audio_ms=elapsed)
             self._emit(AudioFrame(audio, self.server_output_format))
         return True
 

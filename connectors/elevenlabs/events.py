@@ -46,6 +46,9 @@ class AgentsEvents:
     Error = _PREFIX + "Error"
     # connector-side events
     ToolCall = VoiceAIEvents.ToolCall
+    #: One user turn answered, with the latency figures the vendor exposes (the
+    #: connector module says which); also kept in the session CDR.
+    TurnLatency = VoiceAIEvents.TurnLatency
     WebSocketClosed = VoiceAIEvents.WebSocketClosed
     #: A server message whose ``type`` is not in :data:`SERVER_EVENT_MAP`.
     Unknown = _PREFIX + "Unknown"

@@ -16,6 +16,23 @@ Tool calls: every ``toolCall.functionCalls[]`` entry is dispatched as
 ``VoiceAIEvents.ToolCall`` (``name``, ``call_id`` = the call's ``id``, ``arguments``
 = its ``args``); :meth:`LiveAPIClient.send_tool_result` answers with
 ``toolResponse.functionResponses[{id, name, response}]``.
+
+Per-turn latency (``VoiceAIEvents.TurnLatency``, also in the session CDR): with the
+default automatic activity detection the Live API sends no dependable end-of-speech
+event: ``inputTranscription`` (even ``finished``) is documented as unordered with
+respect to the model turn, ``generationComplete`` / ``turnComplete`` are about the
+model, and ``usageMetadata`` holds token counts only. So a turn is timed only when
+the user's speech end is known: the server's ``voiceActivity`` ``ACTIVITY_END`` (or
+``voiceActivityDetectionSignal`` ``VAD_SIGNAL_TYPE_EOS``) when it sends one, or the
+``realtimeInput.activityEnd`` this client wrote (automatic activity detection
+switched off, :meth:`LiveAPIClient.send_activity_end`); ``ACTIVITY_START`` /
+``activityStart`` before any answer means the user went on speaking. Otherwise
+nothing is reported. ``speech_end_to_audio_ms`` runs from that moment (arrival,
+or our write) to the first model audio of a model turn begun after it (the tail of
+a turn already playing does not count), on the gateway's clock
+(``time.perf_counter``). One record per user turn, sent at that first audio; a
+barge-in afterwards does not cancel it. Gemini exposes no STT / LLM / TTS split:
+those figures are None.
 """
 
 from __future__ import annotations
@@ -24,6 +41,7 @@ import asyncio
 import base64
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -101,6 +119,26 @@ def _closed_by(exc: BaseException) -> tuple[int, str] | None:
     return ABNORMAL_CLOSURE, ""
 
 
+def _voice_activity(data: dict[str, Any]) -> str | None:
+    """"start" / "end" when a server message (wire JSON) reports the user's voice
+    activity starting / ending (``voiceActivity`` or ``voiceActivityDetectionSignal``)."""
+    va = data.get("voiceActivity")
+    if isinstance(va, dict):
+        kind = va.get("voiceActivityType") or va.get("type")
+        if kind == "ACTIVITY_END":
+            return "end"
+        if kind == "ACTIVITY_START":
+            return "start"
+    sig = data.get("voiceActivityDetectionSignal")
+    if isinstance(sig, dict):
+        kind = sig.get("vadSignalType")
+        if kind == "VAD_SIGNAL_TYPE_EOS":
+            return "end"
+        if kind == "VAD_SIGNAL_TYPE_SOS":
+            return "start"
+    return None
+
+
 def tool_response_body(result: Any) -> dict[str, Any]:
     """``functionResponses[].response`` for a scenario's tool result.
 
@@ -173,6 +211,13 @@ class LiveAPIClient(QueuedVoiceAIClient):
         self._tool_names: dict[str, str] = {}
         #: ``session_id`` from ``setupComplete`` (None if the server sent none).
         self.session_id: str | None = getattr(session, "session_id", None)
+        #: perf_counter() of the unanswered user turn's speech end.
+        self._speech_end: float | None = None
+        #: A model turn is producing audio (until generationComplete / turnComplete /
+        #: interrupted).
+        self._model_speaking = False
+        #: The model turn playing at the speech end: its audio does not answer the turn.
+        self._skip_model_turn = False
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -327,12 +372,20 @@ class LiveAPIClient(QueuedVoiceAIClient):
             for part in model_turn.parts or ():
                 blob = getattr(part, "inline_data", None)
                 if blob is not None and blob.data:
+                    self._model_audio()
                     self._on_audio(blob.data, blob.mime_type)
         self._handle_data(_dump(message))
 
     def _handle_data(self, data: dict[str, Any]) -> None:
         """Dispatch the events of one server message given as wire JSON."""
         content = data.get("serverContent") if isinstance(data.get("serverContent"), dict) else {}
+        if any(content.get(k) for k in ("generationComplete", "turnComplete", "interrupted")):
+            self._model_speaking = self._skip_model_turn = False
+        activity = _voice_activity(data)
+        if activity == "end":
+            self._user_speech_ended()
+        elif activity == "start":
+            self._speech_end = None
         for name in message_events(data):
             if name == E.ToolCall:
                 self._on_tool_call(data)
@@ -362,6 +415,21 @@ class LiveAPIClient(QueuedVoiceAIClient):
                 self.dispatch(name, data=data, client=self)
             else:
                 self.dispatch(name, data=data, client=self)
+
+    # -- per-turn latency ----------------------------------------------------------------
+    def _user_speech_ended(self) -> None:
+        """The user's speech ended (server voice activity or our ``activityEnd``)."""
+        if self._speech_end is None:
+            self._speech_end = time.perf_counter()
+            self._skip_model_turn = self._model_speaking
+
+    def _model_audio(self) -> None:
+        """Model audio arrived: report the user turn it answers, if any."""
+        if self._speech_end is not None and not self._skip_model_turn:
+            elapsed = (time.perf_counter() - self._speech_end) * 1000.0
+            self._speech_end = None
+            self._report_turn_latency(speech_end_to_audio_ms=elapsed)
+        self._model_speaking = True
 
     def _on_tool_call(self, data: dict[str, Any]) -> None:
         calls = (data.get("toolCall") or {}).get("functionCalls") or []
@@ -450,13 +518,20 @@ class LiveAPIClient(QueuedVoiceAIClient):
 
     def send_activity_start(self) -> asyncio.Future[bool]:
         """Send ``realtimeInput.activityStart`` (automatic VAD switched off)."""
-        return self._queue_send("realtimeInput.activityStart",
-                           lambda: self._session.send_realtime_input(activity_start={}))
+        async def send() -> None:
+            await self._session.send_realtime_input(activity_start={})
+            self._speech_end = None
+
+        return self._queue_send("realtimeInput.activityStart", send)
 
     def send_activity_end(self) -> asyncio.Future[bool]:
-        """Send ``realtimeInput.activityEnd`` (automatic VAD switched off)."""
-        return self._queue_send("realtimeInput.activityEnd",
-                           lambda: self._session.send_realtime_input(activity_end={}))
+        """Send ``realtimeInput.activityEnd`` (automatic VAD switched off); the moment
+        it is written is the user's speech end for ``TurnLatency``."""
+        async def send() -> None:
+            await self._session.send_realtime_input(activity_end={})
+            self._user_speech_ended()
+
+        return self._queue_send("realtimeInput.activityEnd", send)
 
     def clear_input_audio(self) -> None:
         """Drop caller audio queued and not yet sent."""

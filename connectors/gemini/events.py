@@ -39,6 +39,9 @@ class LiveAPIEvents:
     OutputTranscription = _PREFIX + "OutputTranscription"
     #: ``toolCall``: one ``VoiceAIEvents.ToolCall`` per function call.
     ToolCall = VoiceAIEvents.ToolCall
+    #: One user turn answered, with the latency figures the vendor exposes (the
+    #: connector module says which); also kept in the session CDR.
+    TurnLatency = VoiceAIEvents.TurnLatency
     #: ``toolCallCancellation``: payload ``ids`` (the cancelled call ids).
     ToolCallCancellation = _PREFIX + "ToolCallCancellation"
     #: ``goAway``: the server will close soon; payload ``time_left`` (e.g. ``"10s"``).

@@ -13,6 +13,21 @@ media clock) and sent by one sender task as base64 ``input_audio_buffer.append``
 (on by default) follows Twilio's OpenAI Realtime sample: on
 ``input_audio_buffer.speech_started`` the sink's playout buffer is cleared and the
 assistant item is truncated at the position actually played.
+
+Per-turn latency (``VoiceAIEvents.TurnLatency``, also in the session CDR): one
+record per user turn the server VAD (``server_vad`` / ``semantic_vad``) detected.
+``speech_end_to_audio_ms`` runs from receiving ``input_audio_buffer.speech_stopped``
+to receiving the first non-empty ``response.output_audio.delta`` of a response
+created after it (a function-call response in between is part of the turn; the
+turn is reported once, even if the user barges in afterwards). Both ends are read
+on the gateway's clock (``time.perf_counter``) as the events arrive, so the figure
+is the server's time from its end-of-speech decision to its first audio plus the
+difference in network delay between the two events; it does not include the
+uplink, the VAD's ``silence_duration_ms`` before the decision, nor playout. A
+``response.create`` the scenario sends without user speech is not a user turn,
+and with turn detection off (no ``speech_stopped``) nothing is reported. OpenAI
+exposes no STT / LLM / TTS split: ``stt_ms``, ``llm_first_token_ms`` and
+``tts_first_byte_ms`` are None.
 """
 
 from __future__ import annotations
@@ -22,6 +37,7 @@ import base64
 import copy
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -152,6 +168,10 @@ class RealtimeAPIClient(QueuedVoiceAIClient):
         self._item: _AudioItem | None = None
         #: The session object of the last ``session.created``/``session.updated``.
         self.session: dict[str, Any] = {}
+        #: perf_counter() when the unanswered user turn's ``speech_stopped`` arrived.
+        self._speech_end: float | None = None
+        #: Responses created since then: their first audio answers the turn.
+        self._turn_responses: set[str] = set()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -244,14 +264,26 @@ class RealtimeAPIClient(QueuedVoiceAIClient):
     def _handle(self, data: dict[str, Any]) -> None:
         kind = data.get("type")
         if kind == "response.output_audio.delta":
+            if self._speech_end is not None and data.get("delta"):
+                self._turn_answered(data.get("response_id"))
             self._on_audio_delta(data)
         elif kind == "response.output_audio.done":
             item = self._item
             if item is not None and item.item_id == data.get("item_id"):
                 item.done = True
         elif kind == "input_audio_buffer.speech_started":
+            # A new user turn: an earlier one not answered yet merges into it.
+            self._speech_end = None
+            self._turn_responses.clear()
             if self.barge_in:
                 self.clear_media_buffer()
+        elif kind == "input_audio_buffer.speech_stopped":
+            self._speech_end = time.perf_counter()
+            self._turn_responses.clear()
+        elif kind == "response.created":
+            response = data.get("response")
+            if self._speech_end is not None and isinstance(response, dict):
+                self._turn_responses.add(str(response.get("id") or ""))
         elif kind in ("session.created", "session.updated"):
             self._on_session(data.get("session"))
         self.dispatch(event_name(kind if isinstance(kind, str) else None),
@@ -265,6 +297,16 @@ class RealtimeAPIClient(QueuedVoiceAIClient):
         if kind == "response.function_call_arguments.done":
             self._dispatch_tool_call(str(data.get("name") or ""), str(data.get("call_id") or ""),
                                      data.get("arguments"), data)
+
+    def _turn_answered(self, response_id: Any) -> None:
+        """First audio of ``response_id``: report the user turn if the response
+        was created after the turn's ``speech_stopped``."""
+        if str(response_id or "") not in self._turn_responses or self._speech_end is None:
+            return
+        elapsed = (time.perf_counter() - self._speech_end) * 1000.0
+        self._speech_end = None
+        self._turn_responses.clear()
+        self._report_turn_latency(speech_end_to_audio_ms=elapsed)
 
     def _on_session(self, session: Any) -> None:
         if not isinstance(session, dict):

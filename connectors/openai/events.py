@@ -83,6 +83,9 @@ class RealtimeAPIEvents:
     #: The WebSocket closed (by either side); payload ``code`` and ``reason``.
     WebSocketClosed = VoiceAIEvents.WebSocketClosed  # the same for every connector
     ToolCall = VoiceAIEvents.ToolCall  # also fired for response.function_call_arguments.done
+    #: One user turn answered, with the latency figures the vendor exposes (the
+    #: connector module says which); also kept in the session CDR.
+    TurnLatency = VoiceAIEvents.TurnLatency
     #: A server event whose ``type`` is not in :data:`SERVER_EVENT_MAP`.
     Unknown = _PREFIX + "Unknown"
 

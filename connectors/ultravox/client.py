@@ -14,6 +14,20 @@ media clock) and written by one sender task. Barge-in: Ultravox sends
 ``playback_clear_buffer`` when the user interrupts; the client clears its sinks'
 playout before handlers run (Ultravox itself accounts for what was played from
 ``clientBufferSizeMs``, so there is no truncate message).
+
+Per-turn latency (``VoiceAIEvents.TurnLatency``, also in the session CDR): Ultravox
+reports its turn-taking as ``state`` messages (``listening`` -> ``thinking`` ->
+``speaking``). The user's speech end is the switch to ``thinking`` (or the user's
+final voice ``transcript``, when that came earlier); the first AI audio is the first
+binary audio frame after it. ``speech_end_to_audio_ms`` is measured between those
+arrivals on the gateway's clock (``time.perf_counter``): Ultravox's processing from
+its end-of-turn decision to its first audio, without the uplink or playout. A turn
+counts as a user turn only when a user ``transcript`` of medium ``voice`` arrived
+in it (before the agent went back to ``listening``): an agent-first greeting, an
+inactivity message or an ``input_text_message`` is not reported. One record per
+user turn, sent at the first audio frame (or at the user transcript, when that
+lags behind the audio); a barge-in afterwards does not cancel it. Ultravox
+exposes no STT / LLM / TTS split: those figures are None.
 """
 
 from __future__ import annotations
@@ -21,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -60,6 +75,60 @@ ULTRAVOX_CAPABILITIES = ultravox_capabilities()
 
 #: Close codes that report no error (normal, going away, none given, dropped).
 _NOT_ERRORS = frozenset({1000, 1001, 1005, ABNORMAL_CLOSURE})
+
+
+class _UserTurn:
+    """Timing of the current Ultravox turn (see "Per-turn latency" in the module doc).
+
+    Times are ``time.perf_counter()`` seconds. A turn runs from the agent switching
+    to ``listening`` to the next such switch; it is reported at most once.
+    """
+
+    __slots__ = ("audio_at", "final_at", "heard_user", "reported", "thinking_at")
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.heard_user = False  # a user voice transcript arrived in this turn
+        self.final_at: float | None = None  # the first final user transcript
+        self.thinking_at: float | None = None  # the first switch to "thinking"
+        self.audio_at: float | None = None  # the first audio after the speech end
+        self.reported = False
+
+    def speech_end(self) -> float | None:
+        ends = [t for t in (self.final_at, self.thinking_at) if t is not None]
+        return min(ends) if ends else None
+
+    def state(self, state: str, now: float) -> None:
+        if state == "listening":
+            self.reset()  # a new turn; one with audio but no user speech is dropped
+        elif state == "thinking" and self.thinking_at is None and self.audio_at is None:
+            self.thinking_at = now
+
+    def user_transcript(self, final: bool, now: float) -> bool:
+        """A user voice transcript; True when it completes a turn already answered."""
+        if self.reported:
+            return False
+        self.heard_user = True
+        if final and self.final_at is None and self.audio_at is None:
+            self.final_at = now
+        return self.audio_at is not None
+
+    def audio_started(self, now: float) -> bool:
+        """An audio frame arrived; True when it answers a user turn."""
+        if self.audio_at is not None or self.speech_end() is None:
+            return False
+        self.audio_at = now
+        return self.heard_user
+
+    def report(self) -> float | None:
+        """Mark the turn reported; its speech end -> first audio in ms."""
+        self.reported = True
+        end = self.speech_end()
+        if end is None or self.audio_at is None:
+            return None
+        return max(self.audio_at - end, 0.0) * 1000.0
 
 
 class WebSocketAPIClient(QueuedVoiceAIClient):
@@ -122,6 +191,7 @@ class WebSocketAPIClient(QueuedVoiceAIClient):
         self._carry = b""  # odd trailing byte of a downstream frame
         #: The last ``state`` the server reported ("listening", "speaking" ...).
         self.state: str = ""
+        self._turn = _UserTurn()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -180,6 +250,8 @@ class WebSocketAPIClient(QueuedVoiceAIClient):
         if len(data) % 2:
             data, self._carry = data[:-1], data[-1:]
         if data and self.output_format is not None:
+            if self._turn.audio_started(time.perf_counter()):
+                self._report_turn()
             self._emit(AudioFrame(data, self.output_format))
 
     def _on_text(self, text: str) -> None:
@@ -225,6 +297,12 @@ class WebSocketAPIClient(QueuedVoiceAIClient):
                 self.clear_media_buffer()
         elif kind == "state":
             self.state = str(data.get("state") or "")
+            self._turn.state(self.state, time.perf_counter())
+        elif kind == "transcript":
+            if (data.get("role") == "user" and data.get("medium") == "voice"
+                    and self._turn.user_transcript(bool(data.get("final")),
+                                                   time.perf_counter())):
+                self._report_turn()
         elif kind == "call_started" and data.get("callId"):
             self.call_id = str(data["callId"])
         self.dispatch(event_name(kind if isinstance(kind, str) else None),
@@ -233,6 +311,9 @@ class WebSocketAPIClient(QueuedVoiceAIClient):
             self._dispatch_tool_call(str(data.get("toolName") or ""),
                                      str(data.get("invocationId") or ""),
                                      data.get("parameters"), data)
+
+    def _report_turn(self) -> None:
+        self._report_turn_latency(speech_end_to_audio_ms=self._turn.report())
 
     # -- client messages ------------------------------------------------------------
     def send_event(self, event: dict[str, Any]) -> asyncio.Future[bool]:

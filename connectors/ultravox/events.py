@@ -44,6 +44,9 @@ class WebSocketAPIEvents:
     Unknown = _PREFIX + "Unknown"
     #: The common tool-call event (``name``, ``call_id``, ``arguments``).
     ToolCall = VoiceAIEvents.ToolCall
+    #: One user turn answered, with the latency figures the vendor exposes (the
+    #: connector module says which); also kept in the session CDR.
+    TurnLatency = VoiceAIEvents.TurnLatency
     #: The WebSocket closed (by either side); payload ``code`` and ``reason``.
     WebSocketClosed = VoiceAIEvents.WebSocketClosed
 

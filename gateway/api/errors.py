@@ -30,8 +30,11 @@ code  msg (prefix)                              when
 9002  Invalid scenario: ...                     the scenario does not exist in the account
 9003  Name is not unique: ...                   application/scenario/rule name already taken
 9004  Scenario does not compile: line N: ...    AddScenario/SetScenarioInfo with a SyntaxError
-9005  script_custom_data is too long: ...       over ``Settings.custom_data_max_bytes`` bytes
-9006  Session could not be started: ...         the runtime refused StartScenarios (limits, ...)
+9005  script_custom_data is too long: ...       over 200 bytes (Voximplant's limit), or over
+                                              ``custom_data_max_bytes`` when
+                                              ``custom_data_voximplant_limit`` is off
+9006  Session could not be started: ...         the runtime refused StartScenarios (limits, a
+                                              stored scenario over 256 KiB, ...)
 9010  Access denied: ...                        the service-account key's roles do not allow
                                                 the method (see ``GetRoles``)
 9011  Invalid key: ...                          the key does not exist in the account

@@ -2,8 +2,10 @@
 
 They follow Voximplant's HTTP API methods of the same names. StartScenarios resolves
 the rule in the caller's account, checks ``script_custom_data`` against
-``Settings.custom_data_max_bytes``, refuses with HTTP 429 (error
-:data:`TOO_MANY_SESSIONS`) when the account already has
+:func:`custom_data_limit` (Voximplant's 200 bytes by default; our own, larger
+``Settings.custom_data_max_bytes`` when ``Settings.custom_data_voximplant_limit`` is off),
+checks each scenario against the 256 KiB scenario size limit, refuses with HTTP 429
+(error :data:`TOO_MANY_SESSIONS`) when the account already has
 ``Settings.max_sessions_per_account`` sessions in flight, and hands a
 :class:`RuleMatch` to the runtime's ``ScenarioRunner``. GetCallHistory reads the
 session CDRs the runtime stored.
@@ -27,13 +29,28 @@ from gateway.api.errors import (
 from gateway.api.params import Params, format_date
 from gateway.api.registry import PAGING_PARAMS, CallContext, ParamDoc, platform_method
 from gateway.errors import GatewayError, LimitExceeded, ScenarioError
+from gateway.runtime.loader import MAX_SCENARIO_BYTES
 from gateway.runtime.records import CallRecord, SessionRecord
+from gateway.settings import Settings
 
 #: GetCallHistory's window when from_date is not given.
 DEFAULT_HISTORY_WINDOW = timedelta(days=30)
 #: StartScenarios over ``Settings.max_sessions_per_account`` in flight (HTTP 429); see the
 #: code table in :mod:`gateway.api.errors`.
 TOO_MANY_SESSIONS = 9099
+#: Voximplant's limit on StartScenarios' script_custom_data, bytes.
+VOXIMPLANT_CUSTOM_DATA_MAX_BYTES = 200
+
+
+def custom_data_limit(settings: Settings) -> int:
+    """Largest ``script_custom_data`` StartScenarios accepts, in bytes (UTF-8).
+
+    Voximplant's 200 bytes while ``custom_data_voximplant_limit`` is on (the default; a
+    lower ``custom_data_max_bytes`` still wins), else ``custom_data_max_bytes`` (4096).
+    """
+    if settings.custom_data_voximplant_limit:
+        return min(VOXIMPLANT_CUSTOM_DATA_MAX_BYTES, settings.custom_data_max_bytes)
+    return settings.custom_data_max_bytes
 
 
 @platform_method("StartScenarios", "Start a session running a rule's scenarios.", [
@@ -44,7 +61,8 @@ TOO_MANY_SESSIONS = 9099
              "the rule must be in it)."),
     ParamDoc("application_name", "string", "Application name (instead of application_id)."),
     ParamDoc("script_custom_data", "string", "Data for VoxEngine.custom_data(), at most "
-             "Settings.custom_data_max_bytes bytes in UTF-8."),
+             "200 bytes in UTF-8 (Voximplant's limit; VGW_CUSTOM_DATA_VOXIMPLANT_LIMIT=false "
+             "allows up to VGW_CUSTOM_DATA_MAX_BYTES)."),
 ])
 async def start_scenarios(ctx: CallContext, params: Params) -> dict[str, Any]:
     """StartScenarios -> ``{"result": 1, "media_session_access_url",
@@ -53,21 +71,26 @@ async def start_scenarios(ctx: CallContext, params: Params) -> dict[str, Any]:
     Raises:
         PlatformError: 101 without a rule (or rule_name without the application), 147
             for a rule not in the account, 375 for a rule with no scenario, 9005 for
-            oversized custom data, 9099 with HTTP 429 when the account already has
-            ``Settings.max_sessions_per_account`` sessions in flight.
+            oversized custom data, 9006 for a scenario over 256 KiB, 9099 with HTTP 429
+            when the account already has ``Settings.max_sessions_per_account`` sessions
+            in flight.
     """
     rule_id = params.integer("rule_id")
     rule_name = None if rule_id is not None else params.string("rule_name")
     if rule_id is None and rule_name is None:
         raise missing_argument("rule_id", "rule_name")
     custom_data = params.string("script_custom_data", allow_empty=True)
-    limit = ctx.settings.custom_data_max_bytes
+    limit = custom_data_limit(ctx.settings)
     if custom_data is not None:
         size = len(custom_data.encode("utf-8"))
         if size > limit:
+            hint = ""
+            if limit < ctx.settings.custom_data_max_bytes:
+                hint = (f" (Voximplant's limit; VGW_CUSTOM_DATA_VOXIMPLANT_LIMIT=false allows "
+                        f"up to {ctx.settings.custom_data_max_bytes} bytes)")
             raise PlatformError(CUSTOM_DATA_TOO_LONG,
                                 f"script_custom_data is too long: {size} bytes, the limit is "
-                                f"{limit} bytes")
+                                f"{limit} bytes{hint}")
     app_id = await application_id_of(ctx, params, required=rule_name is not None)
     match = await ctx.store.resolve_rule(ctx.account.account_id, rule_id=rule_id,
                                          rule_name=rule_name, application_id=app_id)
@@ -75,6 +98,13 @@ async def start_scenarios(ctx: CallContext, params: Params) -> dict[str, Any]:
         raise PlatformError(RULE_HAS_NO_SCENARIOS,
                             f"Rule has no scenarios: rule_id {match.rule_id} "
                             f"({match.rule_name!r}) has no scenario bound")
+    for src in match.scenarios:
+        size = len(src.script.encode("utf-8"))
+        if size > MAX_SCENARIO_BYTES:
+            raise PlatformError(SESSION_NOT_STARTED,
+                                f"Session could not be started: scenario {src.name!r} is "
+                                f"{size} bytes, the limit is {MAX_SCENARIO_BYTES} bytes "
+                                f"(256 KiB)")
     limit = ctx.settings.max_sessions_per_account
     in_flight = ctx.runner.active_sessions(ctx.account.account_id)
     if in_flight >= limit:

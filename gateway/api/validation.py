@@ -10,13 +10,19 @@ from __future__ import annotations
 import re
 
 from gateway.api.errors import SCENARIO_DOES_NOT_COMPILE, PlatformError, invalid_argument
+from gateway.runtime.loader import MAX_SCENARIO_BYTES
 
 
 def check_scenario_compiles(script: str, scenario_name: str) -> None:
-    """Raise error 9004 naming the line if ``script`` is not valid Python.
+    """Raise error 101 if ``script`` is over 256 KiB (UTF-8; VoxEngine's limit), and
+    error 9004 naming the line if it is not valid Python.
 
     Example msg: ``Scenario does not compile: line 3: invalid syntax``.
     """
+    size = len(script.encode("utf-8"))
+    if size > MAX_SCENARIO_BYTES:
+        raise invalid_argument("scenario_script", f"is {size} bytes; the limit is "
+                                                  f"{MAX_SCENARIO_BYTES} bytes (256 KiB)")
     try:
         compile(script, scenario_name, "exec")
     except SyntaxError as exc:

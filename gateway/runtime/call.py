@@ -4,15 +4,26 @@ A Call is a media unit: it emits the 20 ms frames received from the remote side
 (in the leg's codec, so G.711 can pass through untouched) and plays whatever is
 sent to it through the leg's paced playout buffer. Leg signalling becomes
 ``CallEvents``; custom SIP ``X-`` headers ride on each event's ``headers``.
+
+Tones: with ``handle_tones(True)`` DTMF arrives as ``CallEvents.ToneReceived`` with
+VoxEngine's ``type``: 1 RFC 4733 telephone-event, 2 in-band (the received audio is decoded
+and run through :class:`~gateway.media.dtmf_inband.InbandDtmfDetector`), 3 SIP INFO. A
+press that arrives both in-band and out-of-band (1 or 3) within ``DTMF_DEDUP_MS`` of
+audio is reported once, by whichever came first. ``enable_beep_detection()`` runs
+:class:`~gateway.media.tones.BeepDetector` for an answering machine's beep. Received
+audio is decoded only while one of the two detectors is on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from gateway.media.format import AudioFrame
+from gateway.media.format import AudioFrame, Encoding
+from gateway.media.g711 import alaw_to_pcm16, ulaw_to_pcm16
 from gateway.runtime.constants import CallEvents, CallState, finish_reason_for
 from gateway.runtime.events import EventTarget
 from gateway.runtime.leg import CallLeg
@@ -20,11 +31,18 @@ from gateway.runtime.media_unit import MediaUnit
 from gateway.runtime.records import CallRecord
 
 if TYPE_CHECKING:
+    from gateway.media.dtmf_inband import InbandDtmfDetector
+    from gateway.media.tones import Beep, BeepDetector
     from gateway.runtime.session import Session
 
 log = logging.getLogger(__name__)
 
 _DTMF = set("0123456789*#ABCD")
+#: ToneReceived ``type`` values (VoxEngine): RFC 4733, in-band, SIP INFO.
+TONE_RFC4733, TONE_INBAND, TONE_SIP_INFO = 1, 2, 3
+#: An in-band and an out-of-band report of one key this close (ms of received audio;
+#: the in-band side counts from when its tone was last heard) are one press.
+DTMF_DEDUP_MS = 100.0
 
 
 class Call(MediaUnit, EventTarget):
@@ -42,6 +60,11 @@ class Call(MediaUnit, EventTarget):
         self._leg = leg
         self._state = CallState.ALERTING if leg.incoming else CallState.PROGRESSING
         self._handle_tones = False
+        self._inband: InbandDtmfDetector | None = None
+        self._beep: BeepDetector | None = None
+        self._beep_timer: asyncio.TimerHandle | None = None
+        self._detect_ms = 0.0  # received audio run through the detectors (dedup clock)
+        self._last_tone: dict[bool, tuple[str, float]] = {}  # in-band? -> (digit, ms)
         self._audio_started = False
         self._was_playing = False
         self._answered_at: datetime | None = None
@@ -117,8 +140,75 @@ class Call(MediaUnit, EventTarget):
         self._session.spawn(self._leg.hangup(headers), f"hangup {self.id()}")
 
     def handle_tones(self, enable: bool = True) -> None:
-        """Enable or disable ``CallEvents.ToneReceived`` for DTMF from this call."""
+        """Enable or disable ``CallEvents.ToneReceived`` for DTMF from this call.
+
+        While enabled, the received audio is also decoded and searched for in-band DTMF
+        (ITU-T Q.24 receiver, ``type=2``), next to RFC 4733 (``type=1``) and SIP INFO
+        (``type=3``) digits.
+        """
         self._handle_tones = bool(enable)
+        if not enable:
+            self._inband = None
+        elif self._inband is None:
+            from gateway.media.dtmf_inband import InbandDtmfDetector  # numpy: load on use
+
+            self._inband = InbandDtmfDetector()
+
+    def enable_beep_detection(self, parameters: dict[str, Any] | None = None, *,
+                              frequencies: Iterable[float] | None = None,
+                              timeout: float | None = None) -> None:
+        """Listen for an answering machine's beep (VoxEngine ``Call.enableBeepDetection``).
+
+        When a beep (one steady tone of 300-2500 Hz lasting 100 ms or more) ends,
+        ``CallEvents.ToneDetected`` fires with ``tone="beep"``, ``VoicemailTone=True``,
+        ``ProgressTone=False``, ``frequency`` (Hz) and ``duration`` (ms), then
+        ``CallEvents.BeepDetectionComplete`` with ``frequencies=[frequency]`` and
+        ``timeout=None``, and detection stops. Without a beep within ``timeout``,
+        BeepDetectionComplete fires with ``frequencies=None`` and ``timeout=True``.
+        Calling it again restarts detection with the new parameters; detection also
+        stops, silently, when the call ends. ``CallEvents.BeepDetectionError`` (with a
+        ``reason``) fires if the call's audio cannot be analysed (not 8 kHz mono).
+
+        Args:
+            parameters: VoxEngine's ``CallEnableBeepDetectionParameters`` as a dict:
+                ``frequencies`` and/or ``timeout`` (the keyword arguments win).
+            frequencies: only beeps within 3 % of one of these frequencies (Hz) count.
+            timeout: milliseconds to wait for a beep; None waits until disabled.
+
+        Raises:
+            ValueError: an unknown parameter, a non-positive ``timeout`` or frequency.
+            RuntimeError: the call has ended.
+        """
+        params = dict(parameters or {})
+        unknown = set(params) - {"frequencies", "timeout"}
+        if unknown:
+            raise ValueError(f"enable_beep_detection: unknown parameters {sorted(unknown)}")
+        if frequencies is None:
+            frequencies = params.get("frequencies")
+        if timeout is None:
+            timeout = params.get("timeout")
+        if timeout is not None and not float(timeout) > 0:
+            raise ValueError("enable_beep_detection: timeout must be a positive number of ms")
+        if self._state in (CallState.TERMINATING, CallState.TERMINATED):
+            raise RuntimeError(f"enable_beep_detection(): call is {self._state}")
+        from gateway.media.tones import BeepDetector  # numpy: load on use
+
+        detector = BeepDetector(frequencies=list(frequencies) if frequencies else None)
+        self._stop_beep_detection()
+        self._beep = detector
+        if timeout is not None:
+            self._beep_timer = asyncio.get_running_loop().call_later(
+                float(timeout) / 1000, self._beep_timed_out)
+
+    def disable_beep_detection(self) -> None:
+        """Stop beep detection (VoxEngine ``Call.disableBeepDetection``).
+
+        If it was running, ``CallEvents.BeepDetectionComplete`` fires with
+        ``frequencies=None`` and ``timeout=False``.
+        """
+        if self._beep is not None:
+            self._stop_beep_detection()
+            self._ev(CallEvents.BeepDetectionComplete, frequencies=None, timeout=False)
 
     def send_digits(self, digits: str) -> None:
         """Send DTMF as RFC 4733 telephone-events.
@@ -191,23 +281,83 @@ class Call(MediaUnit, EventTarget):
         self._ev(CallEvents.Disconnected, headers=headers, internal=not by_remote)
 
     def leg_tone(self, digit: str, tone_type: int) -> None:
-        if self._handle_tones:
-            self._ev(CallEvents.ToneReceived, tone=digit, type=tone_type)
+        if not self._handle_tones:
+            return
+        inband = tone_type == TONE_INBAND
+        now = self._detect_ms
+        other = self._last_tone.get(not inband)
+        self._last_tone[inband] = (digit, now)
+        if other is not None and other[0] == digit and now - other[1] <= DTMF_DEDUP_MS:
+            log.debug("%s DTMF %s (type %d) already reported by another path", self.id(),
+                      digit, tone_type)
+            return
+        self._ev(CallEvents.ToneReceived, tone=digit, type=tone_type)
 
     def leg_audio(self, frame: AudioFrame) -> None:
         if not self._audio_started:
             self._audio_started = True
             self._ev(CallEvents.AudioStarted)
+        if self._inband is not None or self._beep is not None:
+            self._detect(frame)
         if self._routes:
             self._emit(frame)
         if self._was_playing and self._leg.queued_ms <= 0:
             self._was_playing = False
             self._ev(CallEvents.PlaybackFinished)
 
+    # -- tone detectors ------------------------------------------------------
+    def _detect(self, frame: AudioFrame) -> None:
+        """Run the enabled detectors over one received frame (decoded to PCM16)."""
+        fmt = frame.format
+        if fmt.sample_rate != 8000 or fmt.channels != 1:  # narrowband telephony audio only
+            if self._beep is not None:
+                self._stop_beep_detection()
+                self._ev(CallEvents.BeepDetectionError, reason=f"cannot analyse {fmt} audio")
+            return
+        if fmt.encoding is Encoding.PCMU:
+            pcm = ulaw_to_pcm16(frame.data)
+        elif fmt.encoding is Encoding.PCMA:
+            pcm = alaw_to_pcm16(frame.data)
+        else:
+            pcm = frame.data
+        self._detect_ms += frame.duration_ms
+        if self._inband is not None:
+            for digit in self._inband.feed(pcm):
+                self.leg_tone(digit, TONE_INBAND)
+            current = self._inband.current if self._inband is not None else None
+            if current is not None:  # a press still sounding keeps its dedup window open
+                self._last_tone[True] = (current, self._detect_ms)
+        if self._beep is not None:
+            beeps = self._beep.feed(pcm)
+            if beeps:
+                self._beep_found(beeps[0])
+
+    def _beep_found(self, beep: Beep) -> None:
+        self._stop_beep_detection()
+        freq, duration = beep.frequency, round(beep.duration_ms)
+        self._ev(CallEvents.ToneDetected, tone="beep", VoicemailTone=True, ProgressTone=False,
+                 frequency=freq, duration=duration)
+        self._ev(CallEvents.BeepDetectionComplete, frequencies=[freq], timeout=None,
+                 frequency=freq, duration=duration)
+
+    def _beep_timed_out(self) -> None:
+        self._beep_timer = None
+        if self._beep is not None:
+            self._stop_beep_detection()
+            self._ev(CallEvents.BeepDetectionComplete, frequencies=None, timeout=True)
+
+    def _stop_beep_detection(self) -> None:
+        self._beep = None
+        if self._beep_timer is not None:
+            self._beep_timer.cancel()
+            self._beep_timer = None
+
     def _end(self, code: int, reason: str) -> None:
         if self._state == CallState.TERMINATED:
             return
         self._state = CallState.TERMINATED
+        self._stop_beep_detection()
+        self._inband = None
         now = datetime.now(UTC)
         rec = self.record
         rec.end_time = now

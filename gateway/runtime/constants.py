@@ -21,6 +21,13 @@ class CallEvents:
     Disconnected = "CallEvents.Disconnected"
     Failed = "CallEvents.Failed"
     ToneReceived = "CallEvents.ToneReceived"
+    #: a beep heard while ``enable_beep_detection()`` runs (payload: tone, VoicemailTone,
+    #: ProgressTone, frequency, duration)
+    ToneDetected = "CallEvents.ToneDetected"
+    #: beep detection ended (payload: frequencies, timeout)
+    BeepDetectionComplete = "CallEvents.BeepDetectionComplete"
+    #: beep detection could not run (payload: reason)
+    BeepDetectionError = "CallEvents.BeepDetectionError"
     AudioStarted = "CallEvents.AudioStarted"
     PlaybackFinished = "CallEvents.PlaybackFinished"
 

@@ -3,7 +3,8 @@
 A handler may be a plain function or a coroutine function. Handlers run on the
 event loop in registration order; a coroutine handler runs as a task owned by the
 session. An exception in any handler is reported to the owning session, which
-logs it with the session id and ends that session only.
+logs it with the session id and ends that session only. Handlers run under the
+session's handler watchdog (a handler may hold the event loop for ~1 s at most).
 """
 
 from __future__ import annotations
@@ -53,13 +54,60 @@ class Event:
 
 
 class ErrorSink(Protocol):
-    """Who hears about a handler that raised (the session)."""
+    """Who hears about a handler that raised (the session).
+
+    A session also offers ``guard(fn, *args)`` and ``guard_awaitable(aw)`` (the handler
+    watchdog, :mod:`gateway.runtime.watchdog`); other owners may leave them out.
+    """
 
     id: str
 
     def handler_failed(self, exc: BaseException, where: str) -> None: ...
 
     def track_task(self, task: asyncio.Task[Any]) -> None: ...
+
+
+def call_handler(owner: ErrorSink | None, handler: Callable[..., Any], args: tuple[Any, ...],
+                 where: str) -> None:
+    """Run scenario code ``handler(*args)`` on behalf of ``owner``.
+
+    The call (and each step of a coroutine it returns) runs under the owner's handler
+    watchdog when it has one. A coroutine result runs as a task tracked by the owner.
+    An exception never propagates: it goes to ``owner.handler_failed`` (logged when
+    there is no owner). Nothing runs once the owner is ``closed`` (a session after its
+    ``AppEvents.Terminated`` handlers: VoxEngine runs no scenario code after that).
+    """
+    if getattr(owner, "closed", False):
+        return
+    guard = getattr(owner, "guard", None)
+    try:
+        result = guard(handler, *args) if guard is not None else handler(*args)
+    except Exception as exc:
+        _report(owner, exc, where)
+        return
+    if inspect.isawaitable(result):
+        if guard is not None:
+            result = owner.guard_awaitable(result)  # type: ignore[union-attr]
+        task = asyncio.ensure_future(_await_handler(owner, result, where))
+        if owner is not None:
+            owner.track_task(task)
+
+
+async def _await_handler(owner: ErrorSink | None, awaitable: Any, where: str) -> Any:
+    try:
+        return await awaitable
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        _report(owner, exc, where)
+        return None
+
+
+def _report(owner: ErrorSink | None, exc: BaseException, where: str) -> None:
+    if owner is not None:
+        owner.handler_failed(exc, where)
+    else:
+        log.error("event handler for %s raised", where, exc_info=exc)
 
 
 class EventTarget:
@@ -117,28 +165,10 @@ class EventTarget:
         return ev
 
     def _call(self, handler: Handler, ev: Event) -> None:
-        owner = self._owner
-        try:
-            result = handler(ev)
-        except Exception as exc:
-            self._fail(exc, ev.event_name)
-            return
-        if inspect.isawaitable(result):
-            task = asyncio.ensure_future(self._await(result, ev.event_name))
-            if owner is not None:
-                owner.track_task(task)
+        call_handler(self._owner, handler, (ev,), ev.event_name)
 
     async def _await(self, awaitable: Any, where: str) -> Any:
-        try:
-            return await awaitable
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self._fail(exc, where)
-            return None
+        return await _await_handler(self._owner, awaitable, where)
 
     def _fail(self, exc: BaseException, where: str) -> None:
-        if self._owner is not None:
-            self._owner.handler_failed(exc, where)
-        else:
-            log.error("event handler for %s raised", where, exc_info=exc)
+        _report(self._owner, exc, where)

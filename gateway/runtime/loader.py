@@ -10,7 +10,8 @@ from types import CodeType
 
 from gateway.errors import ScenarioError
 
-#: Largest scenario source accepted, in bytes.
+#: Largest scenario source accepted, in bytes of UTF-8 (256 KiB; VoxEngine limits a
+#: scenario to 256*1024 characters).
 MAX_SCENARIO_BYTES = 256 * 1024
 
 
@@ -21,8 +22,10 @@ def compile_scenario(source: str, name: str) -> CodeType:
         ScenarioError: the source is too large or does not compile; the message
             names the line, e.g. ``"line 3: invalid syntax"``.
     """
-    if len(source.encode("utf-8")) > MAX_SCENARIO_BYTES:
-        raise ScenarioError(f"scenario {name!r} is larger than {MAX_SCENARIO_BYTES} bytes")
+    size = len(source.encode("utf-8"))
+    if size > MAX_SCENARIO_BYTES:
+        raise ScenarioError(f"scenario {name!r} is {size} bytes, the limit is "
+                            f"{MAX_SCENARIO_BYTES} bytes (256 KiB)")
     try:
         return compile(source, f"<scenario {name}>", "exec")
     except SyntaxError as exc:

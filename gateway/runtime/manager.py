@@ -17,14 +17,19 @@ from typing import Any, Protocol
 
 from gateway.errors import GatewayError, ScenarioError
 from gateway.runtime.call import Call
+from gateway.runtime.constants import CallState
 from gateway.runtime.leg import CallLeg, DigestCredentials
+from gateway.runtime.limits import MAX_CALL_ATTEMPTS, MAX_UNANSWERED_CALLS, RefusedLeg
+from gateway.runtime.net import DEFAULT_TIMEOUT, SharedHttpClient
 from gateway.runtime.records import (
     AccessResponse,
+    AppStorageStore,
     RuleMatch,
     SessionStore,
     StartedSession,
 )
 from gateway.runtime.session import Session
+from gateway.runtime.watchdog import DEFAULT_HANDLER_TIME_LIMIT
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +61,23 @@ class Runtime:
             (``<logs_dir>/<account_id>/<session_id>.log``); None keeps them in memory only.
         http_handler_timeout: seconds an ``AppEvents.HttpRequest`` handler has before the
             caller gets 504.
+        handler_time_limit: seconds scenario code may hold the event loop in one go
+            before the watchdog interrupts it and ends its session (VoxEngine: 1 s);
+            0 turns the watchdog off.
+        max_call_attempts: outbound call attempts per session (50).
+        max_unanswered_calls: outbound calls unanswered at once per session (10).
+        net_drain_timeout: seconds a terminating session waits for its HTTP requests.
     """
 
     def __init__(self, store: SessionStore, http_base_url: str, *, dialer: Dialer | None = None,
                  extra_globals: dict[str, Any] | None = None, idle_timeout: float = 60.0,
                  trunk_uri: str | None = None, trunk_auth: DigestCredentials | None = None,
                  tls: bool = False, logs_dir: str | Path | None = None,
-                 http_handler_timeout: float = 5.0) -> None:
+                 http_handler_timeout: float = 5.0,
+                 handler_time_limit: float = DEFAULT_HANDLER_TIME_LIMIT,
+                 max_call_attempts: int = MAX_CALL_ATTEMPTS,
+                 max_unanswered_calls: int = MAX_UNANSWERED_CALLS,
+                 net_drain_timeout: float = DEFAULT_TIMEOUT) -> None:
         self.store = store
         self.http_base_url = http_base_url.rstrip("/")
         self.dialer = dialer
@@ -73,6 +88,15 @@ class Runtime:
         self.tls = tls
         self.logs_dir = Path(logs_dir) if logs_dir is not None else None
         self.http_handler_timeout = http_handler_timeout
+        self.handler_time_limit = handler_time_limit
+        self.max_call_attempts = max_call_attempts
+        self.max_unanswered_calls = max_unanswered_calls
+        self.net_drain_timeout = net_drain_timeout
+        #: The one HTTP client every session's ``Net`` uses.
+        self.http_client = SharedHttpClient()
+        #: Where ``ApplicationStorage`` persists (None: the store does not implement it).
+        self.app_storage_store: AppStorageStore | None = (
+            store if callable(getattr(store, "app_storage_get", None)) else None)  # type: ignore[assignment]
         self.sessions: dict[str, Session] = {}
         #: The most recently ended sessions (newest last), for logs and inspection.
         self.recent: deque[Session] = deque(maxlen=100)
@@ -189,25 +213,54 @@ class Runtime:
         return await session.http_request(method, path, content, headers)
 
     async def stop(self) -> None:
-        """Terminate every session and wait for their CDRs."""
+        """Terminate every session and wait for their CDRs; close the HTTP client."""
         sessions = list(self.sessions.values())
         for s in sessions:
             s.terminate()
         if sessions:
             await asyncio.gather(*(s.wait_ended(10) for s in sessions), return_exceptions=True)
+        await self.http_client.aclose()
 
     # -- outbound calls ----------------------------------------------------------
     def dial(self, session: Session, uri: str, *, callerid: str, display_name: str,
              headers: dict[str, str] | None, auth: DigestCredentials | None) -> Call:
-        """Create an outbound Call in ``session`` and start dialling it."""
+        """Create an outbound Call in ``session`` and start dialling it.
+
+        Over a call limit (:mod:`gateway.runtime.limits`) the Call is returned all the
+        same and fails on the next loop iteration with 403 "Call limit reached";
+        nothing is sent.
+        """
         if self.dialer is None:
             raise GatewayError("no SIP adapter is running", session_id=session.id)
+        refused = self._call_limit(session)
+        session.call_attempts += 1
+        if refused is not None:
+            stand_in = RefusedLeg(uri, callerid, headers)
+            call = session.add_call(stand_in)
+            session.refused_call_ids.add(call.id())
+            session.log_line(f"call to {uri} refused (call {call.id()}): {refused}",
+                             logging.WARNING)
+            asyncio.get_running_loop().call_soon(session.run_in_context, stand_in.fail)
+            return call
         leg = self.dialer.new_outbound_leg(uri, callerid=callerid, display_name=display_name,
                                            headers=headers, auth=auth)
         call = session.add_call(leg)
         session.log_line(f"dialling {uri} as {callerid} (call {call.id()})")
         session.spawn(leg.dial(), f"dial {call.id()}")
         return call
+
+    def _call_limit(self, session: Session) -> str | None:
+        """Why ``session`` may not place one more call now, or None."""
+        if session.call_attempts >= self.max_call_attempts:
+            return (f"Call limit reached: at most {self.max_call_attempts} call attempts per "
+                    "session")
+        unanswered = sum(1 for c in session.calls
+                         if not c.incoming() and c.id() not in session.refused_call_ids
+                         and c.state() in (CallState.PROGRESSING, CallState.ALERTING))
+        if unanswered >= self.max_unanswered_calls:
+            return (f"Call limit reached: at most {self.max_unanswered_calls} unanswered calls "
+                    "at once per session")
+        return None
 
     def trunk_uri_for(self, number: str) -> str:
         """SIP URI for ``number`` on the trunk: ``sip:NUMBER@trunk-host[:port][;params]``.

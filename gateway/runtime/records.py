@@ -94,6 +94,34 @@ class SessionStore(Protocol):
         """Every secret of the account, name -> value (for ``VoxEngine.get_secret_value``)."""
 
 
+@dataclass(slots=True, frozen=True)
+class StoredKey:
+    """One ApplicationStorage item as stored: ``expire_at`` is an aware UTC datetime."""
+
+    key: str
+    value: str
+    expire_at: datetime
+
+
+class AppStorageStore(Protocol):
+    """Persistence of ``ApplicationStorage`` (per application); implemented in
+    ``gateway.store.app_storage``. Expired items are never returned."""
+
+    async def app_storage_get(self, application_id: int, key: str) -> StoredKey | None:
+        """The live item ``key`` of the application, or None."""
+
+    async def app_storage_put(self, application_id: int, key: str, value: str,
+                              expire_at: datetime) -> StoredKey:
+        """Create or replace item ``key``."""
+
+    async def app_storage_delete(self, application_id: int, key: str) -> StoredKey | None:
+        """Delete item ``key``; returns what was deleted (None if it was not there)."""
+
+    async def app_storage_keys(self, application_id: int, prefix: str,
+                               limit: int) -> list[str]:
+        """Live keys starting with ``prefix`` (sorted), at most ``limit``."""
+
+
 @dataclass(slots=True)
 class StartedSession:
     """What StartScenarios returns for a newly started session."""

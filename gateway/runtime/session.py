@@ -4,8 +4,20 @@ A session starts from an inbound call (``AppEvents.Started`` then
 ``AppEvents.CallAlerting``) or from StartScenarios (``AppEvents.Started``). Its
 scenarios execute once, in order, in one shared namespace. It ends with
 ``VoxEngine.terminate()``, after ``idle_timeout`` seconds with no calls, or when
-a handler raises: then its calls are hung up, ``Terminating``/``Terminated``
-fire and its CDR is written. Nothing a session does reaches another session.
+a handler raises (or holds the event loop longer than the handler watchdog allows):
+then its timers stop, running HTTP requests finish, its calls are hung up,
+``Terminating``/``Terminated`` fire and its CDR is written. Nothing a session does
+reaches another session.
+
+Scenario globals: ``VoxEngine``, ``AppEvents``, ``CallEvents``, ``CallState``,
+``Logger``, ``Net``, ``ApplicationStorage``, ``set_timeout``, ``set_interval``,
+``clear_timeout``, ``clear_interval`` and the connector namespaces.
+
+Phases (VoxEngine's rules): ``running``; ``ending`` once termination starts (timers are
+cancelled, queued HTTP requests dropped, running ones awaited); ``terminating`` once
+``AppEvents.Terminating`` fired (one more HTTP request is allowed, ApplicationStorage
+works); ``terminated`` once ``AppEvents.Terminated`` fired (only ``Logger.write`` works:
+everything else raises :class:`SessionEndedError`).
 """
 
 from __future__ import annotations
@@ -13,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import inspect
 import logging
 import secrets
 import time
@@ -22,19 +35,28 @@ from collections.abc import Awaitable, Coroutine
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from gateway.errors import ScenarioError
+from gateway.errors import GatewayError, ScenarioError
+from gateway.runtime.app_storage import ApplicationStorage
 from gateway.runtime.call import Call
 from gateway.runtime.constants import AppEvents, CallEvents, CallState
 from gateway.runtime.context import current_session
-from gateway.runtime.events import Event, EventTarget
+from gateway.runtime.events import Event, EventTarget, call_handler
 from gateway.runtime.leg import CallLeg
 from gateway.runtime.loader import compile_scenario
+from gateway.runtime.net import SessionNet
 from gateway.runtime.records import AccessResponse, RuleMatch, SessionRecord
+from gateway.runtime.timers import SessionTimers
+from gateway.runtime.watchdog import get_watchdog
 
 if TYPE_CHECKING:
     from gateway.runtime.manager import Runtime
 
 log = logging.getLogger("gateway.session")
+
+
+class SessionEndedError(GatewayError):
+    """A scenario used the runtime after its session ended (VoxEngine's rules: after
+    ``AppEvents.Terminated`` only ``Logger.write`` works)."""
 
 
 class SessionLogger:
@@ -70,6 +92,14 @@ class Session(EventTarget):
         self.units: list[Any] = []
         self.log_lines: list[str] = []
         self.ended = False
+        #: "running", "ending", "terminating" or "terminated" (see the module docstring).
+        self.phase = "running"
+        #: True once the Terminated handlers have run: later events reach no handler.
+        self.closed = False
+        #: Outbound call attempts so far (``call_sip``/``call_pstn``), for the call limit.
+        self.call_attempts = 0
+        #: Ids of calls a call limit refused (they never reached the network).
+        self.refused_call_ids: set[str] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._idle_handle: asyncio.TimerHandle | None = None
         self._no_calls = asyncio.Event()  # set while no call is active
@@ -90,6 +120,10 @@ class Session(EventTarget):
         self.namespace: dict[str, Any] = {}
         self._ctx = contextvars.copy_context()
         self._ctx.run(current_session.set, self)
+        self._watchdog = get_watchdog()
+        self.timers = SessionTimers(self)
+        self.net = SessionNet(self, runtime.http_client)
+        self.storage = ApplicationStorage(self, runtime.app_storage_store)
 
     # -- identity ------------------------------------------------------------
     @property
@@ -123,6 +157,46 @@ class Session(EventTarget):
         """Log one event line (name, call id, SIP code)."""
         extra = (f" call={call_id}" if call_id else "") + (f" code={code}" if code else "")
         self.log_line(f"event {name}{extra}", logging.DEBUG)
+
+    # -- VoxEngine's lifetime rules ------------------------------------------------
+    @property
+    def terminating(self) -> bool:
+        """True once termination has started (phase ``ending`` or later)."""
+        return self.phase != "running"
+
+    def ended_error(self, api: str, rule: str) -> SessionEndedError:
+        """The error for ``api`` used against a lifetime ``rule``."""
+        return SessionEndedError(f"{api}: {rule}", session_id=self.id)
+
+    def check_alive(self, api: str) -> None:
+        """Raise when ``AppEvents.Terminated`` has fired (only ``Logger.write`` works then).
+
+        Raises:
+            SessionEndedError: naming ``api`` and the rule.
+        """
+        if self.phase == "terminated":
+            raise self.ended_error(api, "the session has ended (AppEvents.Terminated has "
+                                   "fired); after Terminated only Logger.write works")
+
+    # -- running scenario code ---------------------------------------------------------
+    def guard(self, fn: Any, *args: Any) -> Any:
+        """Call scenario code ``fn(*args)`` under the handler watchdog.
+
+        Raises:
+            HandlerTimeoutError: it held the event loop longer than the limit.
+        """
+        return self._watchdog.call(self, self.runtime.handler_time_limit, fn, *args)
+
+    def guard_awaitable(self, awaitable: Any) -> Any:
+        """``awaitable`` with each step of it under the watchdog (coroutines only)."""
+        if inspect.iscoroutine(awaitable):
+            return self._watchdog.guard_coroutine(self, self.runtime.handler_time_limit,
+                                                  awaitable)
+        return awaitable
+
+    def run_handler(self, fn: Any, args: tuple[Any, ...], where: str) -> None:
+        """Run scenario callback ``fn(*args)`` like an event handler (timers use it)."""
+        self.run_in_context(call_handler, self, fn, args, where)
 
     # -- tasks -----------------------------------------------------------------
     def run_in_context(self, fn: Any, *args: Any) -> Any:
@@ -176,6 +250,7 @@ class Session(EventTarget):
         from gateway.runtime.voxengine import VoxEngineFacade
 
         self.namespace.update(extra_globals)
+        timers = self.timers
         self.namespace.update({
             "__name__": f"scenario_{self.id}",
             "VoxEngine": VoxEngineFacade(self),
@@ -183,11 +258,17 @@ class Session(EventTarget):
             "CallEvents": CallEvents,
             "CallState": CallState,
             "Logger": self.logger,
+            "Net": self.net,
+            "ApplicationStorage": self.storage,
+            "set_timeout": timers.set_timeout,
+            "set_interval": timers.set_interval,
+            "clear_timeout": timers.clear_timeout,
+            "clear_interval": timers.clear_interval,
         })
         for src in self.match.scenarios:
             code = compile_scenario(src.script, src.name)
             try:
-                self.run_in_context(exec, code, self.namespace)
+                self.run_in_context(self.guard, exec, code, self.namespace)
             except Exception as exc:
                 raise ScenarioError(f"scenario {src.name!r} raised at load: {exc!r}",
                                     session_id=self.id) from exc
@@ -270,10 +351,11 @@ class Session(EventTarget):
         result: Any = None
         for handler in list(self._listeners.get(AppEvents.HttpRequest, ())):
             try:
-                out = self.run_in_context(handler, ev)
+                out = self.run_in_context(self.guard, handler, ev)
                 if isinstance(out, Awaitable):
-                    out = await asyncio.wait_for(self.run_in_context(asyncio.ensure_future, out),
-                                                 self.runtime.http_handler_timeout)
+                    out = await asyncio.wait_for(
+                        self.run_in_context(asyncio.ensure_future, self.guard_awaitable(out)),
+                        self.runtime.http_handler_timeout)
             except TimeoutError:
                 self.log_line("HttpRequest handler timed out", logging.WARNING)
                 return AccessResponse(504, b"handler timed out")
@@ -302,9 +384,16 @@ class Session(EventTarget):
 
     async def _terminate(self) -> None:
         self._disarm_idle()
+        self.phase = "ending"
         try:
+            self.timers.cancel_all()  # VoxEngine: no timers once Terminating has fired
+            drain = self.runtime.net_drain_timeout
+            await self.net.before_terminating(drain)  # queued dropped, running awaited
+            self.phase = "terminating"
             self.log_event(AppEvents.Terminating)
+            before = set(self._tasks)
             self.run_in_context(self.dispatch, Event(AppEvents.Terminating, session_id=self.id))
+            on_terminating = self._tasks - before  # async Terminating handlers
             for call in self.active_calls():
                 call.hangup()
             await self._await_calls_ended(5.0)
@@ -317,9 +406,15 @@ class Session(EventTarget):
                             await asyncio.wait_for(res, 5.0)
                     except Exception as exc:
                         self.log_line(f"closing {unit!r} failed: {exc!r}", logging.WARNING)
+            if on_terminating:  # let async Terminating handlers finish (their one request)
+                await asyncio.wait(on_terminating, timeout=drain)
+            await self.net.wait_idle(drain)  # the one request allowed after Terminating
+            self.timers.cancel_all()
             self.ended = True
+            self.phase = "terminated"
             self.log_event(AppEvents.Terminated)
             self.run_in_context(self.dispatch, Event(AppEvents.Terminated, session_id=self.id))
+            self.closed = True  # no scenario code runs after the Terminated handlers
             current = asyncio.current_task()
             for task in list(self._tasks):
                 if task is not current:
@@ -332,6 +427,9 @@ class Session(EventTarget):
             self.log_line(f"session ended: {rec.finish_reason}")
         finally:
             self.ended = True
+            self.phase = "terminated"
+            self.closed = True
+            self.timers.cancel_all()
             try:
                 await self.runtime.session_ended(self)
             finally:

@@ -1,6 +1,8 @@
 """The ``VoxEngine`` object in scenario globals (VoxEngine's API in snake_case).
 
-Each session gets its own facade; every method acts on that session only.
+Each session gets its own facade; every method acts on that session only. After
+``AppEvents.Terminated`` every method raises ``SessionEndedError`` (VoxEngine's rule:
+only ``Logger.write`` works then); no new call may be placed once termination started.
 """
 
 from __future__ import annotations
@@ -24,14 +26,17 @@ class VoxEngineFacade:
 
     def add_event_listener(self, event: str, handler: Handler) -> None:
         """Subscribe to an ``AppEvents.*`` event of this session."""
+        self._session.check_alive("VoxEngine.add_event_listener")
         self._session.add_event_listener(event, handler)
 
     def remove_event_listener(self, event: str, handler: Handler | None = None) -> None:
         """Unsubscribe ``handler`` (or all handlers) from an ``AppEvents.*`` event."""
+        self._session.check_alive("VoxEngine.remove_event_listener")
         self._session.remove_event_listener(event, handler)
 
     def custom_data(self) -> str:
         """``script_custom_data`` passed to StartScenarios ("" when none)."""
+        self._session.check_alive("VoxEngine.custom_data")
         return self._session.custom_data or ""
 
     def get_secret_value(self, name: str) -> str:
@@ -40,6 +45,7 @@ class VoxEngineFacade:
         Raises:
             KeyError: no secret of that name.
         """
+        self._session.check_alive("VoxEngine.get_secret_value")
         try:
             return self._session.secrets[name]
         except KeyError:
@@ -47,6 +53,7 @@ class VoxEngineFacade:
 
     def session_id(self) -> str:
         """This session's id."""
+        self._session.check_alive("VoxEngine.session_id")
         return self._session.id
 
     def call_sip(self, to: str, callerid: str | dict[str, Any] | None = None, *,
@@ -59,9 +66,14 @@ class VoxEngineFacade:
         Events (``Ringing``, ``Connected``, ``Failed``) follow; an unanswered
         call fails with 408 after the answer timeout (60 s).
 
+        At most 50 call attempts per session and 10 unanswered calls at once: the call
+        over a limit fails (asynchronously) with 403 "Call limit reached".
+
         Raises:
             ValueError: ``to`` is not a sip:/sips: URI.
+            SessionEndedError: the session is terminating or has ended.
         """
+        self._check_can_call("VoxEngine.call_sip")
         if isinstance(callerid, dict):
             opts = callerid
             callerid = opts.get("callerid")
@@ -80,24 +92,60 @@ class VoxEngineFacade:
         """Call a phone number through the configured SIP trunk (``VGW_SIP_TRUNK_URI``)
         with digest credentials ``VGW_SIP_TRUNK_USER``/``VGW_SIP_TRUNK_PASSWORD``.
 
+        The call limits of :meth:`call_sip` apply.
+
         Raises:
-            RuntimeError: no trunk is configured.
+            GatewayError: no trunk is configured.
+            SessionEndedError: the session is terminating or has ended.
         """
+        self._check_can_call("VoxEngine.call_pstn")
         rt = self._session.runtime
         uri = rt.trunk_uri_for(str(number))
         return rt.dial(self._session, uri, callerid=str(callerid), display_name="",
                        headers=headers, auth=rt.trunk_credentials())
 
+    def _check_can_call(self, api: str) -> None:
+        session = self._session
+        session.check_alive(api)
+        if session.terminating:
+            raise session.ended_error(api, "no new calls once the session is terminating")
+
     def send_media_between(self, a: MediaUnit, b: MediaUnit) -> None:
         """Route audio both ways: a -> b and b -> a."""
+        self._session.check_alive("VoxEngine.send_media_between")
         a.send_media_to(b)
         b.send_media_to(a)
 
     def stop_media_between(self, a: MediaUnit, b: MediaUnit) -> None:
         """Stop both directions between a and b."""
+        self._session.check_alive("VoxEngine.stop_media_between")
         a.stop_media_to(b)
         b.stop_media_to(a)
 
     def terminate(self) -> None:
         """End this session: hang up its calls, fire Terminating/Terminated, write the CDR."""
+        self._session.check_alive("VoxEngine.terminate")
         self._session.terminate()
+
+    def create_conference(self, parameters: dict[str, Any] | None = None, *,
+                          hd_audio: bool | None = None,
+                          sample_rate: int | None = None) -> MediaUnit:
+        """Create a :class:`gateway.runtime.conference.Conference` in this session
+        (VoxEngine ``createConference(ConferenceParameters)``); ``ConferenceEvents.Started``
+        follows. Join units with ``send_media_between(call, conference)`` or
+        ``conference.add(call=...)``; the session stops the conference when it ends.
+
+        Args:
+            parameters: ``{"hd_audio": bool}`` (VoxEngine) and/or ``{"sample_rate": Hz}``.
+            hd_audio: mix at 48 kHz instead of VoxEngine's narrowband 8 kHz.
+            sample_rate: mix at this rate (8000-48000 Hz), overriding ``hd_audio``.
+
+        Raises:
+            ValueError: an unknown parameter or a bad rate.
+            SessionEndedError: the session has ended.
+        """
+        self._session.check_alive("VoxEngine.create_conference")
+        from gateway.runtime.conference import create_conference  # numpy: load on use
+
+        return create_conference(parameters, hd_audio=hd_audio, sample_rate=sample_rate,
+                                 owner=self._session)

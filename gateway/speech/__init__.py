@@ -95,26 +95,58 @@ async def close_speech() -> None:
 
 
 def create_asr(provider: str | ASRProvider = "pocketsphinx", **options: Any) -> ASRProvider:
-    """An ASR provider by name ("pocketsphinx") or the given provider object.
+    """An ASR provider by name, or the given provider object.
+
+    Names: "pocketsphinx" (offline default), "openai"
+    (:class:`~gateway.speech.openai_asr.OpenAIASR`), "deepgram"
+    (:class:`~gateway.speech.deepgram_asr.DeepgramASR`; extra ``[deepgram]``).
+    ``options`` go to the provider's constructor (``model=``, ``api_key=``,
+    ``base_url=`` ...). Cloud providers' modules are imported only when named.
 
     Raises:
         ValueError: unknown provider name.
     """
     if not isinstance(provider, str):
         return provider
-    if provider.lower() in ("pocketsphinx", "sphinx", "default"):
+    name = provider.lower()
+    if name in ("pocketsphinx", "sphinx", "default"):
         return PocketsphinxASR(**options)
-    raise ValueError(f"unknown ASR provider {provider!r} (offline: 'pocketsphinx')")
+    if name == "openai":
+        from gateway.speech.openai_asr import OpenAIASR
+
+        return OpenAIASR(**options)
+    if name == "deepgram":
+        from gateway.speech.deepgram_asr import DeepgramASR
+
+        return DeepgramASR(**options)
+    raise ValueError(f"unknown ASR provider {provider!r} (offline: 'pocketsphinx'; "
+                     "cloud: 'openai', 'deepgram')")
 
 
 def create_tts(provider: str | TTSProvider = "espeak", **options: Any) -> TTSProvider:
-    """A TTS provider by name ("espeak") or the given provider object.
+    """A TTS provider by name, or the given provider object.
+
+    Names: "espeak" (offline default), "openai"
+    (:class:`~gateway.speech.openai_tts.OpenAITTS`), "elevenlabs"
+    (:class:`~gateway.speech.elevenlabs_tts.ElevenLabsTTS`; extra ``[elevenlabs]``).
+    ``options`` go to the provider's constructor (``voice=``, ``api_key=``,
+    ``base_url=`` ...). Cloud providers' modules are imported only when named.
 
     Raises:
         ValueError: unknown provider name.
     """
     if not isinstance(provider, str):
         return provider
-    if provider.lower() in ("espeak", "espeak-ng", "default"):
+    name = provider.lower()
+    if name in ("espeak", "espeak-ng", "default"):
         return EspeakTTS(**options) if options else shared_tts()
-    raise ValueError(f"unknown TTS provider {provider!r} (offline: 'espeak')")
+    if name == "openai":
+        from gateway.speech.openai_tts import OpenAITTS
+
+        return OpenAITTS(**options)
+    if name == "elevenlabs":
+        from gateway.speech.elevenlabs_tts import ElevenLabsTTS
+
+        return ElevenLabsTTS(**options)
+    raise ValueError(f"unknown TTS provider {provider!r} (offline: 'espeak'; "
+                     "cloud: 'openai', 'elevenlabs')")

@@ -133,13 +133,18 @@ class _SphinxStream:
                 self._interim_task = asyncio.get_running_loop().create_task(self._interim())
 
     async def _interim(self) -> None:
-        try:
-            text = await self._worker.partial()
-        except Exception:
-            return
-        if text and text != self._last_interim and self._on_interim is not None:
-            self._last_interim = text
-            self._on_interim(text)
+        while True:
+            try:
+                text = await self._worker.partial()
+            except Exception:
+                return
+            if text and text != self._last_interim and self._on_interim is not None:
+                self._last_interim = text
+                self._on_interim(text)
+            # more audio arrived while this answer was on its way: ask again
+            if self._since_interim < self._interim_every or self._release.done():
+                return
+            self._since_interim = 0
 
     async def finish(self) -> ASRResult:
         t0 = time.perf_counter()

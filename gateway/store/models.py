@@ -267,3 +267,30 @@ class Secret(Base):
     secret_value: Mapped[str] = mapped_column(Text)
     created: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     modified: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AppStorageItem(Base):
+    """One ``ApplicationStorage`` key-value pair of an application (VoxEngine's
+    ApplicationStorage / Voximplant's key-value storage).
+
+    Rows whose ``expire_at`` has passed are never returned and are deleted lazily (on
+    the next write to the same application). Deleting the application deletes its items.
+    """
+
+    __tablename__ = "application_storage"
+    __table_args__ = (
+        UniqueConstraint("application_id", "storage_key"),
+        Index("ix_application_storage_app_expire", "application_id", "expire_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    application_id: Mapped[int] = mapped_column(
+        ForeignKey("applications.id", ondelete="CASCADE")
+    )
+    #: Up to 200 characters (Voximplant's limit); may carry a "namespace:" prefix.
+    storage_key: Mapped[str] = mapped_column(String(200))
+    #: Up to 2000 characters (Voximplant's limit).
+    storage_value: Mapped[str] = mapped_column(Text)
+    expire_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    modified: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

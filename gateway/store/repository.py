@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from gateway.runtime.records import RuleMatch, ScenarioSource
+from gateway.store.app_storage import AppStorageMixin
 from gateway.store.db import create_engine, is_sqlite, run_migrations
 from gateway.store.errors import AlreadyExists, NotFound
 from gateway.store.history import HistoryMixin, _page, _total
@@ -143,8 +144,9 @@ def _find_owned(s: Session, model: Any, kind: str, account_id: int, obj_id: int 
         raise NotFound(kind, obj_id if obj_id is not None else name)
     return row
 
-class Store(KeysMixin, SecretsMixin, HistoryMixin):
-    """Persistent state of the gateway; implements ``SessionStore``.
+class Store(KeysMixin, SecretsMixin, HistoryMixin, AppStorageMixin):
+    """Persistent state of the gateway; implements ``SessionStore`` and ``AppStorageStore``
+    (``ApplicationStorage``, :mod:`gateway.store.app_storage`).
 
     Create with :func:`open_store`; call :meth:`close` when done.
 

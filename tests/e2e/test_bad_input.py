@@ -11,6 +11,7 @@ import json
 import logging
 import socket
 
+from gateway.api.session_methods import custom_data_limit
 from tests.audio import pcm, segment_match, speech, write_wav
 from tests.e2e.baresip import Baresip
 from tests.e2e.conftest import shipped
@@ -105,7 +106,7 @@ async def test_bad_input_gets_precise_errors_and_the_call_keeps_running(e2e, tmp
         assert wrong["error"]["code"] == 100
         unknown = await e2e.api("StartScenarios", rule_id=987654)
         assert unknown["error"]["code"] == 147
-        limit = e2e.gw.settings.custom_data_max_bytes
+        limit = custom_data_limit(e2e.gw.settings)  # Voximplant's 200 bytes by default
         big = await e2e.api("StartScenarios", rule_id=raiser, script_custom_data="x" * (limit + 1))
         assert big["error"]["code"] == 9005 and str(limit) in big["error"]["msg"]
         reply = await e2e.http.post("/platform_api/GetApplications/", content=b"{not json",

@@ -359,13 +359,25 @@ class FakeVoiceAgentServer:
         await self._conn().send(data)
 
     # -- script -------------------------------------------------------------------
-    async def play_audio(self, data: bytes, *, chunk: int = 320) -> None:
-        """Speak: ``AgentStartedSpeaking``, ``data`` as binary frames, ``AgentAudioDone``."""
-        await self.send({"type": "AgentStartedSpeaking", "total_latency": 0.8,
-                         "tts_latency": 0.2, "ttt_latency": 0.6})
+    async def play_audio(self, data: bytes, *, chunk: int = 320, total_latency: float = 0.8,
+                         tts_latency: float = 0.2, ttt_latency: float = 0.6,
+                         done: bool = True) -> None:
+        """Speak: ``AgentStartedSpeaking`` (with its latency figures, in seconds),
+        ``data`` as binary frames, then ``AgentAudioDone`` when ``done``."""
+        await self.send({"type": "AgentStartedSpeaking", "total_latency": total_latency,
+                         "tts_latency": tts_latency, "ttt_latency": ttt_latency})
         for i in range(0, len(data), chunk):
             await self.send_audio(data[i:i + chunk])
-        await self.send({"type": "AgentAudioDone"})
+        if done:
+            await self.send({"type": "AgentAudioDone"})
+
+    async def agent_thinking(self, content: str = "") -> None:
+        await self.send({"type": "AgentThinking", "content": content})
+
+    async def latency_report(self, **seconds: float) -> None:
+        """``LatencyReport`` with the given fields (``stt_latency``, ``ttt_token_latency``,
+        ``ttt_text_latency``, ``tts_latency``, ``total_latency`` ...), in seconds."""
+        await self.send({"type": "LatencyReport", **seconds})
 
     async def user_started_speaking(self) -> None:
         await self.send({"type": "UserStartedSpeaking"})

@@ -32,8 +32,9 @@ other client messages (``user_audio_chunk``, ``pong``, ``client_tool_result``,
 ``contextual_update``, ``user_message``, ``user_activity``) are untyped in the SDK
 beyond the ``ClientToOrchestratorEvent`` names and are checked with fake-local models.
 
-Modes: ``"script"`` (the test drives: :meth:`play_audio`, :meth:`interruption`,
-:meth:`client_tool_call`, :meth:`ping`, :meth:`close_connection` ...) and
+Modes: ``"script"`` (the test drives: :meth:`play_audio`, :meth:`user_turn`,
+:meth:`interruption`, :meth:`client_tool_call`, :meth:`ping`, :meth:`close_connection`
+...) and
 ``"echo"`` (every user audio chunk comes straight back as an ``audio`` event,
 converted from the input to the output format).
 """
@@ -682,16 +683,41 @@ class FakeAgentsServer:
             "tool_name": tool_name, "tool_call_id": call_id, "parameters": parameters}})
         return call_id
 
-    async def user_transcript(self, text: str) -> None:
-        await self.send({"type": "user_transcript",
-                         "user_transcription_event": {"user_transcript": text}})
+    async def user_transcript(self, text: str, *, event_id: int | None = None) -> None:
+        """Send ``user_transcript`` (with ``event_id`` when given)."""
+        body: dict[str, Any] = {"user_transcript": text}
+        if event_id is not None:
+            body["event_id"] = event_id
+        await self.send({"type": "user_transcript", "user_transcription_event": body})
 
-    async def agent_response(self, text: str) -> None:
-        await self.send({"type": "agent_response",
-                         "agent_response_event": {"agent_response": text}})
+    async def agent_response(self, text: str, *, event_id: int | None = None) -> None:
+        """Send ``agent_response`` (with ``event_id`` when given)."""
+        body: dict[str, Any] = {"agent_response": text}
+        if event_id is not None:
+            body["event_id"] = event_id
+        await self.send({"type": "agent_response", "agent_response_event": body})
 
     async def vad_score(self, score: float) -> None:
         await self.send({"type": "vad_score", "vad_score_event": {"vad_score": score}})
+
+    async def user_turn(self, text: str, answer: bytes = b"", *, reply: str = "",
+                        vad: tuple[float, ...] = (0.9, 0.8, 0.1)) -> int:
+        """One user turn as the server reports it: ``vad_score`` while the user
+        speaks, the finalized ``user_transcript`` (its own ``event_id``) once the
+        turn ends, then the answer: ``agent_response`` and ``answer`` as ``audio``
+        events of the next ``event_id`` (:meth:`play_audio`), when given.
+
+        Returns:
+            the answer's ``event_id`` (0 without an answer).
+        """
+        for score in vad:
+            await self.vad_score(score)
+        await self.user_transcript(text, event_id=self._next_id())
+        if not answer:
+            return 0
+        eid = self._next_id()
+        await self.agent_response(reply or "...", event_id=eid)
+        return await self.play_audio(answer, event_id=eid)
 
     # -- waiting -------------------------------------------------------------------
     async def _notify(self) -> None:

@@ -22,7 +22,8 @@ recorded in ``invalid_received`` and the session is closed with 1007).
 
 Modes:
     ``"script"`` (default): the test drives the server with :meth:`play_audio`,
-    :meth:`interrupted`, :meth:`tool_call`, :meth:`close_connection` ...
+    :meth:`user_turn`, :meth:`voice_activity`, :meth:`interrupted`, :meth:`tool_call`,
+    :meth:`close_connection` ...
     ``"echo"``: every ``realtimeInput.audio`` chunk (16 kHz) is resampled to 24 kHz
     and sent straight back as ``serverContent.modelTurn`` inline data; the turn is
     closed (``turnComplete``) after ``echo_turn_ms`` of audio and on
@@ -46,7 +47,7 @@ from typing import Any
 
 import pydantic
 import trustme
-from google.genai import types
+from google.genai import _live_converters, types
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -80,6 +81,10 @@ INVALID_ARGUMENT = 1007
 BAD_KEY_REASON = "API key not valid. Please pass a valid API key."
 
 
+#: ``voiceActivity`` keys on the wire (``_live_converters._VoiceActivity_from_mldev``).
+_VOICE_ACTIVITY_WIRE_KEYS = frozenset({"type", "audioOffset"})
+
+
 class InvalidMessage(AssertionError):
     """A message does not validate against the SDK's Live types."""
 
@@ -90,10 +95,21 @@ def validate_server_message(message: dict[str, Any]) -> types.LiveServerMessage:
     Raises:
         InvalidMessage: it does not validate.
     """
+    body = dict(message)
+    activity = body.get("voiceActivity")
+    if isinstance(activity, dict):
+        # On the wire the field is ``type``; the SDK's converter renames it (and drops
+        # keys it does not know, so those are checked here).
+        unknown = set(activity) - _VOICE_ACTIVITY_WIRE_KEYS
+        if unknown:
+            raise InvalidMessage(f"voiceActivity has unknown keys {sorted(unknown)}")
+        if activity.get("type") not in {t.value for t in types.VoiceActivityType}:
+            raise InvalidMessage(f"voiceActivity.type {activity.get('type')!r} is unknown")
+        body["voiceActivity"] = _live_converters._VoiceActivity_from_mldev(activity)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return types.LiveServerMessage.model_validate_json(json.dumps(message))
+            return types.LiveServerMessage.model_validate_json(json.dumps(body))
     except pydantic.ValidationError as exc:
         raise InvalidMessage(f"invalid server message {list(message)}: {exc}") from None
 
@@ -105,9 +121,21 @@ def validate_client_message(raw: str | bytes) -> types.LiveClientMessage:
         InvalidMessage: not JSON, unknown keys, wrong types, or not exactly one field.
     """
     try:
+        obj = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidMessage(f"invalid client message: not JSON: {exc}") from None
+    setup = obj.get("setup") if isinstance(obj, dict) else None
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = types.LiveClientMessage.model_validate_json(raw)
+            if isinstance(setup, dict) and "realtimeInputConfig" in setup:
+                # A setup field the SDK sends (LiveConnectConfig.realtime_input_config,
+                # copied as is, so in snake_case, which proto JSON accepts) but its
+                # LiveClientSetup type lacks: checked against RealtimeInputConfig.
+                setup = dict(setup)
+                types.RealtimeInputConfig.model_validate(setup.pop("realtimeInputConfig"))
+                obj = {**obj, "setup": setup}
+            model = types.LiveClientMessage.model_validate_json(json.dumps(obj))
     except pydantic.ValidationError as exc:
         raise InvalidMessage(f"invalid client message: {exc}") from None
     fields = [name for name in type(model).model_fields if getattr(model, name) is not None]
@@ -484,3 +512,23 @@ class FakeGeminiLiveServer:
 
     async def go_away(self, time_left: str = "10s") -> None:
         await self.send({"goAway": {"timeLeft": time_left}})
+
+    async def voice_activity(self, kind: str, audio_offset: str | None = None) -> None:
+        """``voiceActivity`` (``kind``: ``"ACTIVITY_START"`` / ``"ACTIVITY_END"``)."""
+        body: dict[str, Any] = {"type": kind}
+        if audio_offset is not None:
+            body["audioOffset"] = audio_offset
+        await self.send({"voiceActivity": body})
+
+    async def user_turn(self, text: str, answer: bytes = b"", *,
+                        voice_activity: bool = True) -> None:
+        """One user turn as automatic activity detection reports it: ``voiceActivity``
+        ``ACTIVITY_START``, the ``inputTranscription``, ``ACTIVITY_END`` (when
+        ``voice_activity``), then ``answer`` (24 kHz) as a model turn, when given."""
+        if voice_activity:
+            await self.voice_activity("ACTIVITY_START")
+        await self.input_transcription(text)
+        if voice_activity:
+            await self.voice_activity("ACTIVITY_END")
+        if answer:
+            await self.play_audio(answer)

@@ -18,7 +18,8 @@ merged session), ``input_audio_buffer.append``/``clear``/``commit``,
 
 Modes:
     ``"script"`` (default): the test drives the server with :meth:`play_audio`,
-    :meth:`speech_started`, :meth:`function_call` ...; ``response.create`` gets
+    :meth:`speech_started`, :meth:`user_turn` (a whole server-VAD user turn and
+    the response it creates), :meth:`function_call` ...; ``response.create`` gets
     the next queued scripted reply (:meth:`queue_response`) or an empty response.
     ``"echo"``: every appended audio chunk is sent straight back as
     ``response.output_audio.delta`` (converted to the current output format) in an
@@ -738,6 +739,39 @@ class FakeRealtimeServer:
         """Send ``input_audio_buffer.speech_stopped``."""
         await self.send({"type": "input_audio_buffer.speech_stopped",
                          "audio_end_ms": int(audio_end_ms), "item_id": item_id})
+
+    async def user_turn(self, *, audio_start_ms: int = 0, audio_end_ms: int = 1000,
+                        reply: Callable[[FakeRealtimeServer], Any] | None = None) -> str:
+        """One user turn as server VAD reports it: ``speech_started`` (cancelling an
+        in-progress response), ``speech_stopped``, ``input_audio_buffer.committed``,
+        the user item (``conversation.item.added`` / ``done``), then, when the
+        session's ``turn_detection.create_response`` is on, the response the server
+        creates by itself: ``reply(fake)`` or the next :meth:`queue_response` reply
+        (an empty response when there is none).
+
+        Returns:
+            The user item id.
+        """
+        item_id = await self.speech_started(audio_start_ms)
+        await self.speech_stopped(audio_end_ms, item_id)
+        await self.send({"type": "input_audio_buffer.committed", "item_id": item_id,
+                         "previous_item_id": None})
+        item = {"id": item_id, "object": "realtime.item", "type": "message", "role": "user",
+                "status": "completed", "content": [{"type": "input_audio", "transcript": None}]}
+        self.items[item_id] = item
+        await self.send({"type": "conversation.item.added", "item": item,
+                         "previous_item_id": None})
+        await self.send({"type": "conversation.item.done", "item": item,
+                         "previous_item_id": None})
+        td = self.session["audio"]["input"].get("turn_detection") or {}
+        if td.get("create_response", True):
+            if reply is None and self._scripted:
+                reply = self._scripted.pop(0)
+            if reply is not None:
+                await _maybe_await(reply(self))
+            else:
+                await self._finish(await self._open("empty"))
+        return item_id
 
     async def function_call(self, name: str, arguments: str | dict[str, Any],
                             call_id: str | None = None) -> str:

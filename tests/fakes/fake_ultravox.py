@@ -40,9 +40,9 @@ In strict mode (the default) an invalid client message is recorded in
 test tries to send raises :class:`InvalidMessage`.
 
 Modes: ``"script"`` (default; the test drives it with :meth:`play_audio`,
-:meth:`playback_clear_buffer`, :meth:`client_tool_invocation`, :meth:`close_connection`
-...) and ``"echo"`` (every binary frame goes straight back, resampled to the output
-rate when the rates differ).
+:meth:`user_turn`, :meth:`state`, :meth:`playback_clear_buffer`,
+:meth:`client_tool_invocation`, :meth:`close_connection` ...) and ``"echo"`` (every
+binary frame goes straight back, resampled to the output rate when the rates differ).
 """
 
 from __future__ import annotations
@@ -483,14 +483,57 @@ class FakeUltravoxServer:
             self.sent_audio += data
             await send({"type": "websocket.send", "bytes": bytes(data)})
 
-    async def play_audio(self, audio: bytes, *, chunk_ms: float = 100.0) -> None:
+    async def play_audio(self, audio: bytes, *, chunk_ms: float = 100.0,
+                         finish: bool = True) -> None:
         """Send the agent's ``audio`` (PCM16 at the output rate) in ``chunk_ms`` frames,
-        framed by ``state`` speaking / listening."""
-        await self.send({"type": "state", "state": "speaking"})
+        framed by ``state`` speaking / listening (the latter only when ``finish``)."""
+        await self.state("speaking")
         step = max(int(self.output_sample_rate * chunk_ms / 1000) * 2, 2)
         for i in range(0, len(audio), step):
             await self.send_audio(audio[i:i + step])
-        await self.send({"type": "state", "state": "listening"})
+        if finish:
+            await self.state("listening")
+
+    async def state(self, state: str) -> None:
+        """Send ``state`` ("listening", "thinking", "speaking" ...)."""
+        await self.send({"type": "state", "state": state})
+
+    async def user_turn(self, text: str, *, ordinal: int = 0, final_first: bool = True,
+                        answer: bytes = b"", transcript_late: bool = False) -> None:
+        """One user turn as Ultravox reports it: the user's voice ``transcript``
+        (non-final, then final), ``state`` thinking, then the ``answer`` audio
+        (:meth:`play_audio`) when given.
+
+        Args:
+            final_first: the final user transcript comes before ``thinking`` (else
+                right after it).
+            transcript_late: the user's transcripts come only after the answer's
+                first audio frame (Ultravox transcribes apart from the model).
+        """
+        words = text.split()
+        partial = " ".join(words[: max(len(words) // 2, 1)])
+
+        async def transcripts() -> None:
+            await self.transcript(partial, role="user", final=False, ordinal=ordinal)
+            await self.transcript(text, role="user", final=True, ordinal=ordinal)
+
+        if not transcript_late and final_first:
+            await transcripts()
+        elif not transcript_late:
+            await self.transcript(partial, role="user", final=False, ordinal=ordinal)
+        await self.state("thinking")
+        if not transcript_late and not final_first:
+            await self.transcript(text, role="user", final=True, ordinal=ordinal)
+        if not answer:
+            return
+        if transcript_late:
+            await self.state("speaking")
+            step = max(int(self.output_sample_rate * 0.1) * 2, 2)
+            await self.send_audio(answer[:step])
+            await transcripts()
+            await self.play_audio(answer[step:])
+        else:
+            await self.play_audio(answer)
 
     async def playback_clear_buffer(self) -> None:
         """Send ``playback_clear_buffer`` (the user barged in)."""

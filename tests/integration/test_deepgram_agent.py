@@ -22,6 +22,7 @@ from gateway.media.format import PCM16_16K, PCM16_24K, PCMA_8K, PCMU_8K
 from gateway.runtime.events import Event
 from tests.fakes.fake_call import FakeCall
 from tests.fakes.fake_deepgram_agent import FakeVoiceAgentServer
+from tests.fakes.fake_session import FakeSession
 
 E = Deepgram.VoiceAgentEvents
 KEY = "dg-test-secret-0123456789"
@@ -360,4 +361,70 @@ async def test_requests_round_trip(fake: FakeVoiceAgentServer) -> None:
     await until(lambda: len(seen) == 2)
     assert [m["type"] for m in fake.received_messages] == [
         "Settings", "UpdatePrompt", "UpdateSpeak", "KeepAlive"]
+    await client.close()
+
+
+# -- per-turn latency ----------------------------------------------------------------
+async def test_turn_latency_maps_deepgram_figures_into_the_cdr(
+        fake: FakeVoiceAgentServer) -> None:
+    session = FakeSession()
+    with session.current():
+        client = await connect(fake, greeting="Hello!")
+    call = CallLike(PCMU_8K)
+    call.send_media_to(client)
+    client.send_media_to(call)
+    assert await client.wait_settings_applied(5.0)
+    turns = record(client, VoiceAIEvents.TurnLatency)
+    reports = record(client, E.LatencyReport)
+    assert E.TurnLatency == VoiceAIEvents.TurnLatency
+
+    # the greeting: AgentStartedSpeaking without user speech is no user turn
+    await fake.play_audio(ulaw_pattern(100), total_latency=0.0, tts_latency=0.0,
+                          ttt_latency=0.0)
+    await call.wait_received(800)
+    assert turns == [] and session.record.voice_ai_turns == []
+
+    # 1. the order Deepgram sends a turn in; LatencyReport after the answer
+    await fake.user_started_speaking()
+    await fake.conversation_text("user", "Where is my order?")
+    await fake.agent_thinking()
+    await fake.conversation_text("assistant", "Let me check.")
+    await fake.play_audio(ulaw_pattern(100), total_latency=1.25, tts_latency=0.3,
+                          ttt_latency=0.7)
+    await fake.latency_report(stt_latency=0.12, ttt_token_latency=0.65,
+                              ttt_text_latency=0.7, tts_latency=0.3, total_latency=1.25)
+    await until(lambda: reports)
+    [ev] = turns
+    assert (ev.turn, ev.vendor, ev.client) == (1, "deepgram", client)
+    assert ev.speech_end_to_audio_ms == 1250.0  # total_latency
+    assert ev.llm_first_token_ms == 700.0  # ttt_latency
+    assert ev.tts_first_byte_ms == 300.0  # tts_latency
+    assert ev.stt_ms is None  # LatencyReport came later: it completes the CDR record
+    assert session.record.voice_ai_turns == [
+        {"vendor": "deepgram", "turn": 1, "speech_end_to_audio_ms": 1250.0, "stt_ms": 120.0,
+         "llm_first_token_ms": 700.0, "tts_first_byte_ms": 300.0}]
+
+    # 2. a LatencyReport before AgentStartedSpeaking goes into the event itself
+    await fake.user_started_speaking()
+    await fake.conversation_text("user", "And the invoice?")
+    await fake.latency_report(stt_latency=0.08)
+    await fake.play_audio(ulaw_pattern(100), total_latency=0.9, tts_latency=0.25,
+                          ttt_latency=0.5, done=False)
+    await until(lambda: len(turns) == 2)
+    assert (turns[1].turn, turns[1].stt_ms, turns[1].speech_end_to_audio_ms,
+            turns[1].llm_first_token_ms, turns[1].tts_first_byte_ms) == (
+        2, 80.0, 900.0, 500.0, 250.0)
+
+    # 3. the user barges in: the cut answer was reported; the next answer is turn 3
+    cleared = call.cleared
+    await fake.user_started_speaking()
+    await until(lambda: call.cleared == cleared + 1)
+    assert len(turns) == 2
+    await fake.conversation_text("user", "Sorry, one more thing.")
+    await fake.play_audio(ulaw_pattern(100), total_latency=1.0, tts_latency=0.2,
+                          ttt_latency=0.6)
+    await until(lambda: len(turns) == 3)
+    assert [t["turn"] for t in session.record.voice_ai_turns] == [1, 2, 3]
+    assert session.record.voice_ai_turns[2]["speech_end_to_audio_ms"] == 1000.0
+    assert session.failures == []
     await client.close()

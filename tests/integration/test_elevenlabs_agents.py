@@ -27,6 +27,7 @@ from tests.fakes.fake_elevenlabs_agents import (
     InvalidMessage,
     validate_server_message,
 )
+from tests.fakes.fake_session import FakeSession
 
 E = ElevenLabs.AgentsEvents
 KEY = "xi-test-secret-0123456789"
@@ -467,3 +468,61 @@ async def test_sdk_async_conversation_talks_to_the_fake(fake: FakeAgentsServer) 
     assert fake.pongs[0]["event_id"] == eid
     await conv.end_session()
     await conv.wait_for_session_end()
+
+
+# -- per-turn latency ----------------------------------------------------------------
+async def test_turn_latency_from_user_transcript_to_first_audio(fake: FakeAgentsServer) -> None:
+    session = FakeSession()
+    with session.current():
+        ai = await connect(fake)
+    call = FakeCall(PCMU_8K)
+    ai.send_media_to(call)
+    turns: list[tuple[int, Event]] = []  # (bytes the call had when the event fired, event)
+    ai.add_event_listener(VoiceAIEvents.TurnLatency,
+                          lambda e: turns.append((len(call.received), e)))
+    assert E.TurnLatency == VoiceAIEvents.TurnLatency
+    await fake.wait_connected()
+    answer = ulaw_pattern(300)
+
+    # the agent's first message (no user transcript before it): no user turn
+    first = await fake.play_audio(answer)
+    await call.wait_received(len(answer))
+    assert turns == [] and session.record.voice_ai_turns == []
+
+    # 1. vad scores, the finalized transcript, then the answer's audio
+    await fake.user_turn("Where is my order?", answer, reply="Let me check.")
+    await call.wait_received(2 * len(answer))
+    [(had, ev)] = turns
+    assert had == len(answer)  # timed at the answer's first audio, before it was emitted
+    assert ev.turn == 1 and ev.vendor == "elevenlabs" and ev.client is ai
+    assert ev.speech_end_to_audio_ms is not None and ev.speech_end_to_audio_ms >= 0
+    assert (ev.stt_ms, ev.llm_first_token_ms, ev.tts_first_byte_ms) == (None, None, None)
+    assert session.record.voice_ai_turns == [
+        {"vendor": "elevenlabs", "turn": 1, "speech_end_to_audio_ms": ev.speech_end_to_audio_ms,
+         "stt_ms": None, "llm_first_token_ms": None, "tts_first_byte_ms": None}]
+
+    # 2. a late chunk of an earlier answer after the transcript does not answer it
+    await fake.user_turn("And the invoice?")
+    await fake.send_audio(b"\x01" * 160, event_id=first)
+    await call.wait_received(2 * len(answer) + 160)
+    assert len(turns) == 1
+    await fake.play_audio(answer)
+    await call.wait_received(3 * len(answer) + 160)
+    assert [e.turn for _, e in turns] == [1, 2] and turns[1][0] == 2 * len(answer) + 160
+
+    # 3. a barge-in'd answer was reported at its first audio; the interruption is no turn
+    await fake.user_turn("Tell me everything", answer)
+    await call.wait_received(4 * len(answer) + 160)
+    await fake.interruption()
+    await until(lambda: call.cleared == 1)
+    await fake.user_turn("Stop, please", answer)
+    await call.wait_received(5 * len(answer) + 160)
+    # a transcript that gets no answer reports nothing
+    await fake.user_turn("Hm.")
+    await fake.ping()
+    await fake.wait_for("pong")
+    assert [e.turn for _, e in turns] == [1, 2, 3, 4]
+    assert [t["turn"] for t in session.record.voice_ai_turns] == [1, 2, 3, 4]
+    assert all(t["speech_end_to_audio_ms"] >= 0 for t in session.record.voice_ai_turns)
+    assert session.failures == []
+    await ai.close()

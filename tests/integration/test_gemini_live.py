@@ -25,6 +25,7 @@ from gateway.media.format import PCM16_8K, PCM16_16K, PCM16_24K, AudioFormat, Au
 from gateway.runtime.events import Event
 from tests.fakes.fake_call import FakeCall
 from tests.fakes.fake_gemini_live import FakeGeminiLiveServer
+from tests.fakes.fake_session import FakeSession
 
 E = Gemini.LiveAPIEvents
 KEY = "gemini-test-key-0123456789"
@@ -439,4 +440,114 @@ async def test_text_and_client_content_are_valid_client_messages(
     assert kinds == ["realtimeInput", "clientContent", "realtimeInput"]
     assert fake.received[0]["realtimeInput"] == {"text": "hello"}
     assert fake.received[2]["realtimeInput"] == {"audioStreamEnd": True}
+    await ai.close()
+
+
+# -- per-turn latency ------------------------------------------------------------------------
+async def test_turn_latency_from_server_voice_activity(fake: FakeGeminiLiveServer) -> None:
+    session = FakeSession()
+    with session.current():
+        ai = await connect(fake, input_audio_transcription={})
+    call = CallLike(PCM16_24K)
+    ai.send_media_to(call)
+    turns: list[tuple[int, Event]] = []  # (bytes the call had when the event fired, event)
+    ai.add_event_listener(VoiceAIEvents.TurnLatency,
+                          lambda e: turns.append((len(call.received), e)))
+    activity = await next_event(ai, E.VoiceActivity)
+    assert E.TurnLatency == VoiceAIEvents.TurnLatency
+    await fake.wait_connected()
+    answer = tone(24000, 200)
+    got = 0
+
+    async def answered(audio: bytes) -> None:
+        nonlocal got
+        got += len(audio)
+        await call.wait_received(got)
+
+    # a greeting asked for with clientContent: no user speech, no turn
+    assert await ai.send_client_content("Greet the caller.")
+    await fake.play_audio(answer)
+    await answered(answer)
+    assert turns == [] and session.record.voice_ai_turns == []
+
+    # 1. ACTIVITY_START, the transcription, ACTIVITY_END, then the model turn
+    before = got
+    await fake.user_turn("What time is it?", answer)
+    await answered(answer)
+    assert (await asyncio.wait_for(activity, 5)).data == {
+        "voiceActivity": {"voiceActivityType": "ACTIVITY_START"}}
+    [(had, ev)] = turns
+    assert had == before and ev.turn == 1 and ev.vendor == "gemini" and ev.client is ai
+    assert ev.speech_end_to_audio_ms is not None and ev.speech_end_to_audio_ms >= 0
+    assert (ev.stt_ms, ev.llm_first_token_ms, ev.tts_first_byte_ms) == (None, None, None)
+    assert session.record.voice_ai_turns == [
+        {"vendor": "gemini", "turn": 1, "speech_end_to_audio_ms": ev.speech_end_to_audio_ms,
+         "stt_ms": None, "llm_first_token_ms": None, "tts_first_byte_ms": None}]
+
+    # without a voice activity signal nothing tells when the user stopped: no record
+    await fake.user_turn("And the date?", answer, voice_activity=False)
+    await answered(answer)
+    assert len(turns) == 1
+
+    # 2. the user pauses and goes on before the answer: one turn
+    await fake.voice_activity("ACTIVITY_START")
+    await fake.voice_activity("ACTIVITY_END")
+    await fake.voice_activity("ACTIVITY_START")
+    await fake.voice_activity("ACTIVITY_END")
+    before = got
+    await fake.play_audio(answer, finish=False)
+    await answered(answer)
+    assert [(had, e.turn) for had, e in turns[1:]] == [(before, 2)]
+
+    # noise that does not interrupt: the rest of the playing model turn is no answer
+    await fake.voice_activity("ACTIVITY_START")
+    await fake.voice_activity("ACTIVITY_END")
+    await fake.play_audio(answer)
+    await answered(answer)
+    assert len(turns) == 2
+
+    # 3. a barge-in: interrupted, the user's speech ends, the new answer is a turn
+    await fake.user_turn("Tell me a story")
+    await fake.play_audio(answer, finish=False)
+    await answered(answer)
+    await fake.voice_activity("ACTIVITY_START")
+    await fake.interrupted()
+    await fake.voice_activity("ACTIVITY_END")
+    before = got
+    await fake.play_audio(answer)
+    await answered(answer)
+    assert [(e.turn) for _, e in turns] == [1, 2, 3, 4] and turns[3][0] == before
+    assert [t["turn"] for t in session.record.voice_ai_turns] == [1, 2, 3, 4]
+    assert session.failures == []
+    await ai.close()
+
+
+async def test_turn_latency_from_our_activity_end(fake: FakeGeminiLiveServer) -> None:
+    session = FakeSession()
+    with session.current():
+        ai = await connect(fake, realtime_input_config={
+            "automatic_activity_detection": {"disabled": True}})
+    call = CallLike(PCM16_16K)
+    call.send_media_to(ai)
+    sink = CallLike(PCM16_24K)
+    ai.send_media_to(sink)
+    turns: list[Event] = []
+    ai.add_event_listener(VoiceAIEvents.TurnLatency, turns.append)
+    await fake.wait_connected()
+    assert await ai.send_activity_start()
+    speech = tone(16000, 200)
+    for i in range(0, len(speech), 640):
+        call.push(speech[i:i + 640])
+    assert await ai.send_activity_end()  # written: the user's speech end
+    await fake.wait_until(lambda: {"realtimeInput": {"activityEnd": {}}} in fake.received)
+    answer = tone(24000, 200)
+    await fake.play_audio(answer)
+    await sink.wait_received(len(answer))
+    [ev] = turns
+    assert ev.turn == 1 and ev.speech_end_to_audio_ms >= 0
+    assert [t["turn"] for t in session.record.voice_ai_turns] == [1]
+    # a second model turn without a new activityEnd is not a user turn
+    await fake.play_audio(answer)
+    await sink.wait_received(2 * len(answer))
+    assert len(turns) == 1
     await ai.close()

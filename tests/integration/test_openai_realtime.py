@@ -28,6 +28,7 @@ from tests.fakes.fake_openai_realtime import (
     InvalidEvent,
     validate_server_event,
 )
+from tests.fakes.fake_session import FakeSession
 
 E = OpenAI.RealtimeAPIEvents
 KEY = "sk-test-secret-0123456789"
@@ -418,4 +419,70 @@ async def test_tool_call_surfaces_as_the_common_voice_ai_event(fake: FakeRealtim
     assert ev.data["type"] == "response.function_call_arguments.done" and ev.client is ai
     items = [e for e in fake.received_events if e["type"] == "conversation.item.create"]
     assert items[-1]["item"]["output"] == '{"temperature_c": 21}'
+    await ai.close()
+
+
+# -- per-turn latency ----------------------------------------------------------------
+async def test_turn_latency_once_per_user_turn_into_the_cdr(fake: FakeRealtimeServer) -> None:
+    session = FakeSession()
+    with session.current():
+        ai = await connect(fake)
+    call = CallLike(PCM16_24K)
+    ai.send_media_to(call)
+    turns: list[tuple[int, Event]] = []  # (bytes the call had when the event fired, event)
+    ai.add_event_listener(VoiceAIEvents.TurnLatency,
+                          lambda e: turns.append((len(call.received), e)))
+    assert E.TurnLatency == VoiceAIEvents.TurnLatency
+    await fake.wait_for("session.update")
+
+    # a response the scenario asks for without user speech (a greeting): no user turn
+    greeting = tone_pcm24k(200)
+    fake.queue_response(lambda f: f.play_audio(greeting))
+    ai.response_create(instructions="Greet the caller.")
+    await call.wait_received(len(greeting))
+    assert turns == [] and session.record.voice_ai_turns == []
+
+    # 1. speech_stopped -> committed -> the response server VAD creates -> audio
+    answer = tone_pcm24k(300)
+    await fake.user_turn(audio_end_ms=1500, reply=lambda f: f.play_audio(answer))
+    await call.wait_received(len(greeting) + len(answer))
+    [(had, ev)] = turns
+    assert had == len(greeting)  # timed at the answer's first byte, before it was emitted
+    assert ev.turn == 1 and ev.vendor == "openai" and ev.client is ai
+    assert ev.speech_end_to_audio_ms is not None and ev.speech_end_to_audio_ms >= 0
+    assert ev.stt_ms is None and ev.llm_first_token_ms is None and ev.tts_first_byte_ms is None
+    assert session.record.voice_ai_turns == [
+        {"vendor": "openai", "turn": 1, "speech_end_to_audio_ms": ev.speech_end_to_audio_ms,
+         "stt_ms": None, "llm_first_token_ms": None, "tts_first_byte_ms": None}]
+
+    # 2. answered by a function call first: the audio after the tool result counts, once
+    ai.add_event_listener(VoiceAIEvents.ToolCall,
+                          lambda e: ai.send_tool_result(e.call_id, {"temperature_c": 21}))
+    after_tool = tone_pcm24k(200)
+    fake.queue_response(lambda f: f.play_audio(after_tool))
+    await fake.user_turn(audio_start_ms=2000, audio_end_ms=3000,
+                         reply=lambda f: f.function_call("weather", {"city": "Oslo"}))
+    total = len(greeting) + len(answer) + len(after_tool)
+    await call.wait_received(total)
+    assert [e.turn for _, e in turns] == [1, 2]
+    assert turns[1][0] == total - len(after_tool)
+
+    # 3. a barge-in'd answer still reports its first audio; the barge-in itself does not
+    cut = tone_pcm24k(1000)
+    await fake.user_turn(audio_start_ms=4000, audio_end_ms=5000,
+                         reply=lambda f: f.play_audio(cut, finish=False))
+    await call.wait_received(total + len(cut))
+    call.played_ms = call.input_format.duration_ms(total) + 100
+    await fake.speech_started(audio_start_ms=5200)
+    await fake.wait_for("conversation.item.truncate")
+    assert [e.turn for _, e in turns] == [1, 2, 3]
+
+    # a user turn answered with no audio reports nothing
+    await fake.user_turn(audio_start_ms=6000, audio_end_ms=6500)
+    await fake.wait_until(lambda: fake.sent_events[-1]["type"] == "response.done")
+    await asyncio.sleep(0.05)
+    assert [e.turn for _, e in turns] == [1, 2, 3]
+    assert [t["turn"] for t in session.record.voice_ai_turns] == [1, 2, 3]
+    assert all(t["speech_end_to_audio_ms"] >= 0 for t in session.record.voice_ai_turns)
+    assert session.failures == []
     await ai.close()

@@ -106,7 +106,7 @@ async def test_interim_results_while_speaking(pool) -> None:
     pcm = speech16("demo-thanks")
     for pos in range(0, len(pcm), 640):
         stream.feed(pcm[pos:pos + 640])
-        await asyncio.sleep(0.001)
+        await asyncio.sleep(0.005)
     result = await stream.finish()
     assert interim and result.text
     assert len(set(interim)) == len(interim)  # only changes are reported

@@ -22,6 +22,7 @@ from connectors.ultravox import Ultravox, WebSocketAPIClient
 from gateway.media.format import PCM16_8K, PCM16_16K, PCM16_24K
 from gateway.runtime.events import Event
 from tests.fakes.fake_call import FakeCall
+from tests.fakes.fake_session import FakeSession
 from tests.fakes.fake_ultravox import FakeUltravoxServer
 
 E = Ultravox.WebSocketAPIEvents
@@ -434,3 +435,72 @@ async def test_silent_server_times_out_as_connector_error() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+# -- per-turn latency ----------------------------------------------------------------
+async def test_turn_latency_from_state_transcripts_and_first_audio(
+        fake: FakeUltravoxServer) -> None:
+    session = FakeSession()
+    with session.current():
+        ai = await connect(fake)
+    call = CallLike(PCM16_16K)
+    ai.send_media_to(call)
+    turns: list[tuple[int, Event]] = []  # (bytes the call had when the event fired, event)
+    ai.add_event_listener(VoiceAIEvents.TurnLatency,
+                          lambda e: turns.append((len(call.received), e)))
+    assert E.TurnLatency == VoiceAIEvents.TurnLatency
+    await fake.wait_connected()
+    got = 0
+
+    async def answered(audio: bytes) -> None:
+        nonlocal got
+        got += len(audio)
+        await call.wait_received(got)
+
+    # the agent greets first (thinking -> speaking without user speech): no user turn
+    await fake.state("thinking")
+    await fake.play_audio(tone(16000, 200))
+    await answered(tone(16000, 200))
+    assert turns == [] and session.record.voice_ai_turns == []
+
+    # 1. final transcript, thinking, speaking + audio: timed at the first audio frame
+    answer = tone(16000, 300)
+    before = got
+    await fake.user_turn("What is the weather in Oslo", ordinal=1, answer=answer)
+    await answered(answer)
+    [(had, ev)] = turns
+    assert had == before and ev.turn == 1 and ev.vendor == "ultravox" and ev.client is ai
+    assert ev.speech_end_to_audio_ms is not None and ev.speech_end_to_audio_ms >= 0
+    assert (ev.stt_ms, ev.llm_first_token_ms, ev.tts_first_byte_ms) == (None, None, None)
+    assert session.record.voice_ai_turns == [
+        {"vendor": "ultravox", "turn": 1, "speech_end_to_audio_ms": ev.speech_end_to_audio_ms,
+         "stt_ms": None, "llm_first_token_ms": None, "tts_first_byte_ms": None}]
+
+    # 2. the final transcript after "thinking"; 3. the user's transcripts lag the audio:
+    # the turn is reported when they arrive, timed at the first audio frame
+    await fake.user_turn("And tomorrow", ordinal=3, final_first=False, answer=answer)
+    await answered(answer)
+    await fake.user_turn("Thanks a lot", ordinal=5, transcript_late=True, answer=answer)
+    await answered(answer)
+    assert [e.turn for _, e in turns] == [1, 2, 3]
+    assert turns[2][0] > got - len(answer)  # the first frame had arrived by then
+
+    # 4. a barge-in'd answer was reported at its first audio; the barge-in is not a turn
+    await fake.user_turn("Tell me a long story", ordinal=7)
+    before = got
+    await fake.play_audio(tone(16000, 1000), finish=False)
+    await answered(tone(16000, 1000))
+    assert turns[3][0] == before
+    await fake.playback_clear_buffer()
+    await fake.state("listening")
+    # a text message (no voice transcript) answered with audio is not a user turn
+    await fake.send({"type": "transcript", "role": "user", "medium": "text",
+                     "text": "typed", "final": True, "ordinal": 9})
+    await fake.state("thinking")
+    await fake.play_audio(answer)
+    await answered(answer)
+    assert [e.turn for _, e in turns] == [1, 2, 3, 4]
+    assert [t["turn"] for t in session.record.voice_ai_turns] == [1, 2, 3, 4]
+    assert all(t["speech_end_to_audio_ms"] >= 0 for t in session.record.voice_ai_turns)
+    assert session.failures == []
+    await ai.close()

@@ -28,6 +28,7 @@ from gateway.media.format import (
 )
 from gateway.runtime.media_unit import MediaUnit
 from tests.fakes.fake_deepgram_agent import SERVER_TYPES, validate_client_message
+from tests.fakes.fake_session import FakeSession
 
 E = VoiceAgentEvents
 
@@ -299,3 +300,24 @@ async def test_repr_and_close_code() -> None:
     assert "Deepgram VoiceAgentClient open" in repr(client)
     await client.close()
     assert client.close_code == 1000 and "closed" in repr(client)
+
+
+# -- per-turn latency ----------------------------------------------------------------
+async def test_turn_latency_needs_user_speech_and_ignores_non_numbers() -> None:
+    session = FakeSession()
+    client, _ = make_client(owner=session)
+    started = {"type": "AgentStartedSpeaking", "total_latency": 0.5, "tts_latency": 0.1,
+               "ttt_latency": 0.3}
+    client._handle(started)  # greeting / InjectAgentMessage: no user turn
+    client._handle({"type": "LatencyReport", "stt_latency": 0.05})  # not for a user turn
+    assert session.record.voice_ai_turns == []
+    client._handle({"type": "UserStartedSpeaking"})
+    client._handle({**started, "tts_latency": None})
+    client._handle(started)  # a further answer without new user speech
+    assert session.record.voice_ai_turns == [
+        {"vendor": "deepgram", "turn": 1, "speech_end_to_audio_ms": 500.0, "stt_ms": None,
+         "llm_first_token_ms": 300.0, "tts_first_byte_ms": None}]
+    client._handle({"type": "LatencyReport", "stt_latency": 0.05})
+    client._handle({"type": "LatencyReport", "stt_latency": 0.07})  # only the first fills
+    assert session.record.voice_ai_turns[0]["stt_ms"] == 50.0
+    await client.close()

@@ -35,6 +35,7 @@ from gateway.media.format import (
 )
 from gateway.runtime.media_unit import MediaUnit
 from tests.fakes.fake_elevenlabs_agents import validate_client_message
+from tests.fakes.fake_session import FakeSession
 
 E = ElevenLabs.AgentsEvents
 
@@ -241,3 +242,26 @@ async def test_close_dispatches_once_and_leaves_media_alone() -> None:
 def test_audio_format_is_pcm16_for_pcm_names() -> None:
     fmt = from_elevenlabs_format("pcm_22050")
     assert fmt == AudioFormat(Encoding.PCM16, 22050)
+
+
+# -- per-turn latency ----------------------------------------------------------------
+async def test_turn_latency_skips_dropped_and_earlier_audio() -> None:
+    session = FakeSession()
+    client, _ = await make(owner=session)
+    client._handle(audio(3))  # the greeting: no transcript before it
+    client._handle({"type": "interruption", "interruption_event": {"event_id": 3}})
+    client._handle({"type": "user_transcript",
+                    "user_transcription_event": {"user_transcript": "hi", "event_id": 4}})
+    client._handle(audio(3))  # dropped: part of the interrupted answer
+    client._handle(audio(2))  # dropped too
+    assert session.record.voice_ai_turns == []
+    client._handle(audio(5))
+    client._handle(audio(5))
+    [turn] = session.record.voice_ai_turns
+    assert turn["turn"] == 1 and turn["speech_end_to_audio_ms"] >= 0
+    # a transcript without event_id: the next audio answers it
+    client._handle({"type": "user_transcript",
+                    "user_transcription_event": {"user_transcript": "and?"}})
+    client._handle(audio(5))
+    assert [t["turn"] for t in session.record.voice_ai_turns] == [1, 2]
+    await client.close()

@@ -41,6 +41,7 @@ from gateway.media.format import (
 )
 from gateway.runtime.events import Event
 from gateway.runtime.media_unit import MediaUnit
+from tests.fakes.fake_session import FakeSession
 
 E = LiveAPIEvents
 
@@ -339,3 +340,38 @@ def test_retry_policy_and_descriptions() -> None:
     assert _retryable(unavailable)
     assert _describe(unavailable) == "HTTP 503 on the WebSocket handshake"
     assert not _retryable(InvalidStatus(Response(404, "Not Found", None)))  # type: ignore[arg-type]
+
+
+# -- per-turn latency -----------------------------------------------------------------------
+def _audio_msg() -> types.LiveServerMessage:
+    import base64
+
+    return msg({"serverContent": {"modelTurn": {"role": "model", "parts": [
+        {"inlineData": {"mimeType": "audio/pcm;rate=24000",
+                        "data": base64.b64encode(b"\x01\x00" * 240).decode()}}]}}})
+
+
+def test_vad_signal_eos_times_the_turn_and_sos_cancels_it() -> None:
+    session = FakeSession()
+    client = LiveAPIClient(StubSession(), owner=session)
+    client.send_media_to(Sink())
+    client._handle(msg({"voiceActivityDetectionSignal": {"vadSignalType": "VAD_SIGNAL_TYPE_EOS"}}))
+    client._handle(msg({"voiceActivityDetectionSignal": {"vadSignalType": "VAD_SIGNAL_TYPE_SOS"}}))
+    client._handle(_audio_msg())  # the user went on speaking: no answer to time yet
+    client._handle(msg({"serverContent": {"turnComplete": True}}))
+    assert session.record.voice_ai_turns == []
+    client._handle(msg({"voiceActivityDetectionSignal": {"vadSignalType": "VAD_SIGNAL_TYPE_EOS"}}))
+    client._handle(_audio_msg())
+    client._handle(_audio_msg())
+    [turn] = session.record.voice_ai_turns
+    assert turn["turn"] == 1 and turn["vendor"] == "gemini"
+    assert turn["speech_end_to_audio_ms"] >= 0 and turn["stt_ms"] is None
+
+
+def test_input_transcription_alone_is_no_speech_end() -> None:
+    session = FakeSession()
+    client = LiveAPIClient(StubSession(), owner=session)
+    client._handle(msg({"serverContent": {"inputTranscription": {"text": "hi",
+                                                                 "finished": True}}}))
+    client._handle(_audio_msg())
+    assert session.record.voice_ai_turns == []

@@ -21,6 +21,7 @@ from connectors.base import (
     ConnectOptions,
     ConnectorError,
     VoiceAIClient,
+    VoiceAIEvents,
     connect_with_retries,
 )
 from connectors.openai import OpenAI, RealtimeAPIClient, RealtimeAPIEvents, event_name
@@ -36,6 +37,7 @@ from gateway.media.format import (
 )
 from gateway.runtime.context import current_session
 from gateway.runtime.media_unit import MediaUnit
+from tests.fakes.fake_session import FakeSession
 
 
 # -- doubles -----------------------------------------------------------------------
@@ -445,3 +447,58 @@ def test_client_registers_with_the_running_session() -> None:
 def test_repr_has_no_secret() -> None:
     client, _ = make_client()
     assert "sk-" not in repr(client)
+
+
+# -- per-turn latency ----------------------------------------------------------------
+def _created(response_id: str) -> dict[str, Any]:
+    return {"type": "response.created", "event_id": "e", "response": {"id": response_id}}
+
+
+def _stopped(item_id: str = "u1") -> dict[str, Any]:
+    return {"type": "input_audio_buffer.speech_stopped", "event_id": "e",
+            "audio_end_ms": 900, "item_id": item_id}
+
+
+def test_turn_latency_counts_only_responses_created_after_the_speech_end() -> None:
+    session = FakeSession()
+    client, _ = make_client(owner=session)
+    seen: list[Any] = []
+    client.add_event_listener(VoiceAIEvents.TurnLatency, seen.append)
+    client._handle(_created("r0"))  # a response in progress before the user turn
+    client._handle(SPEECH_STARTED)
+    client._handle(_stopped())
+    client._handle({**delta("a0", b"\x01\x00" * 240), "response_id": "r0"})  # its tail
+    assert seen == []
+    client._handle(_created("r1"))
+    client._handle({**delta("a1", b""), "response_id": "r1"})  # no audio yet
+    assert seen == []
+    client._handle({**delta("a1", b"\x01\x00" * 240), "response_id": "r1"})
+    client._handle({**delta("a1", b"\x01\x00" * 240), "response_id": "r1"})
+    [ev] = seen
+    assert ev.turn == 1 and ev.speech_end_to_audio_ms >= 0 and ev.stt_ms is None
+    assert session.record.voice_ai_turns == [
+        {"vendor": "openai", "turn": 1, "speech_end_to_audio_ms": ev.speech_end_to_audio_ms,
+         "stt_ms": None, "llm_first_token_ms": None, "tts_first_byte_ms": None}]
+
+
+def test_speech_resumed_before_the_answer_is_one_turn() -> None:
+    session = FakeSession()
+    client, _ = make_client(owner=session)
+    client._handle(SPEECH_STARTED)
+    client._handle(_stopped())
+    client._handle(_created("r1"))  # cancelled by the user going on
+    client._handle({**SPEECH_STARTED, "item_id": "u2"})
+    client._handle(_stopped("u2"))
+    client._handle({**delta("a1", b"\x01\x00" * 240), "response_id": "r1"})
+    assert session.record.voice_ai_turns == []
+    client._handle(_created("r2"))
+    client._handle({**delta("a2", b"\x01\x00" * 240), "response_id": "r2"})
+    assert [t["turn"] for t in session.record.voice_ai_turns] == [1]
+
+
+def test_response_create_without_user_speech_is_not_a_turn() -> None:
+    session = FakeSession()
+    client, _ = make_client(owner=session)
+    client._handle(_created("r1"))
+    client._handle({**delta("a1", b"\x01\x00" * 240), "response_id": "r1"})
+    assert session.record.voice_ai_turns == []

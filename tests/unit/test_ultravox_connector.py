@@ -27,6 +27,7 @@ from connectors.ultravox.connect import _camel, _retryable
 from gateway.media.format import PCM16_8K, PCM16_16K, PCM16_24K, PCMU_8K, AudioFrame
 from gateway.runtime.events import Event
 from gateway.runtime.media_unit import MediaUnit
+from tests.fakes.fake_session import FakeSession
 from tests.fakes.fake_ultravox import (
     CLIENT_MESSAGES,
     SERVER_MESSAGES,
@@ -306,3 +307,38 @@ def test_fake_checks_reject_unknown_and_missing_keys() -> None:
     with pytest.raises(InvalidMessage, match="inputSampleRate"):
         check_call_body({"medium": {"serverWebSocket": {"outputSampleRate": 16000}}},
                         agent=False)
+
+
+# -- per-turn latency ------------------------------------------------------------------
+def _user(final: bool) -> dict[str, Any]:
+    return {"type": "transcript", "role": "user", "medium": "voice", "text": "hi",
+            "final": final, "ordinal": 1}
+
+
+def test_one_turn_latency_per_user_turn_even_with_a_tool_pause() -> None:
+    session = FakeSession()
+    client = WebSocketAPIClient(MemoryWebSocket(), call={"callId": "c1"}, owner=session)
+    client._handle(_user(False))
+    client._handle({"type": "state", "state": "thinking"})
+    client._on_audio(b"\x01\x00" * 160)
+    assert [t["turn"] for t in session.record.voice_ai_turns] == [1]
+    # the final transcript, a tool pause and more audio of the same answer: same turn
+    client._handle(_user(True))
+    client._handle({"type": "state", "state": "thinking"})
+    client._on_audio(b"\x01\x00" * 160)
+    assert [t["turn"] for t in session.record.voice_ai_turns] == [1]
+    # the next turn starts when the agent listens again
+    client._handle({"type": "state", "state": "listening"})
+    client._handle(_user(True))
+    client._handle({"type": "state", "state": "thinking"})
+    client._on_audio(b"\x01\x00" * 160)
+    assert [t["turn"] for t in session.record.voice_ai_turns] == [1, 2]
+    assert all(t["speech_end_to_audio_ms"] >= 0 for t in session.record.voice_ai_turns)
+
+
+def test_audio_without_a_speech_end_is_not_a_turn() -> None:
+    session = FakeSession()
+    client = WebSocketAPIClient(MemoryWebSocket(), call={"callId": "c1"}, owner=session)
+    client._handle(_user(False))  # the user is still speaking
+    client._on_audio(b"\x01\x00" * 160)  # the tail of an earlier answer
+    assert session.record.voice_ai_turns == []
