@@ -24,6 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.media.format import AudioFrame, Encoding
 from gateway.media.g711 import alaw_to_pcm16, ulaw_to_pcm16
+from gateway.runtime.call_control import CallControl
+from gateway.runtime.call_playback import CallPlayback
+from gateway.runtime.call_recording import CallRecording
 from gateway.runtime.constants import CallEvents, CallState, finish_reason_for
 from gateway.runtime.events import EventTarget
 from gateway.runtime.leg import CallLeg
@@ -43,9 +46,12 @@ TONE_RFC4733, TONE_INBAND, TONE_SIP_INFO = 1, 2, 3
 #: An in-band and an out-of-band report of one key this close (ms of received audio;
 #: the in-band side counts from when its tone was last heard) are one press.
 DTMF_DEDUP_MS = 100.0
+#: Queued playout (ms) above which the audio sent to a call counts as a burst (an AI
+#: answer) whose end fires ``CallEvents.PlaybackFinished``.
+BURST_MS = 60.0
 
 
-class Call(MediaUnit, EventTarget):
+class Call(MediaUnit, EventTarget, CallPlayback, CallRecording, CallControl):
     """One call leg in a session.
 
     Args:
@@ -244,7 +250,11 @@ class Call(MediaUnit, EventTarget):
         if self._state == CallState.TERMINATED:
             return
         self._leg.play(frame)
-        self._was_playing = True
+        # AI audio arrives in bursts and queues up; a paced stream (another call, a
+        # player, a conference) never queues more than a frame or two: only a burst
+        # that queued makes "PlaybackFinished" meaningful when it drains
+        if self._leg.queued_ms > BURST_MS:
+            self._was_playing = True
 
     # -- leg listener ------------------------------------------------------
     def _ev(self, name: str, **payload: Any) -> None:

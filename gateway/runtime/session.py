@@ -10,7 +10,7 @@ then its timers stop, running HTTP requests finish, its calls are hung up,
 reaches another session.
 
 Scenario globals: ``VoxEngine``, ``AppEvents``, ``CallEvents``, ``CallState``,
-``Logger``, ``Net``, ``ApplicationStorage``, ``set_timeout``, ``set_interval``,
+``PlayerEvents``, ``ASREvents``, ``ConferenceEvents``, ``Logger``, ``Net``, ``ApplicationStorage``, ``set_timeout``, ``set_interval``,
 ``clear_timeout``, ``clear_interval`` and the connector namespaces.
 
 Phases (VoxEngine's rules): ``running``; ``ending`` once termination starts (timers are
@@ -37,13 +37,16 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.errors import GatewayError, ScenarioError
 from gateway.runtime.app_storage import ApplicationStorage
+from gateway.runtime.asr import ASREvents
 from gateway.runtime.call import Call
+from gateway.runtime.conference import ConferenceEvents
 from gateway.runtime.constants import AppEvents, CallEvents, CallState
 from gateway.runtime.context import current_session
 from gateway.runtime.events import Event, EventTarget, call_handler
 from gateway.runtime.leg import CallLeg
 from gateway.runtime.loader import compile_scenario
 from gateway.runtime.net import SessionNet
+from gateway.runtime.player import PlayerEvents
 from gateway.runtime.records import AccessResponse, RuleMatch, SessionRecord
 from gateway.runtime.timers import SessionTimers
 from gateway.runtime.watchdog import get_watchdog
@@ -257,6 +260,9 @@ class Session(EventTarget):
             "AppEvents": AppEvents,
             "CallEvents": CallEvents,
             "CallState": CallState,
+            "PlayerEvents": PlayerEvents,
+            "ASREvents": ASREvents,
+            "ConferenceEvents": ConferenceEvents,
             "Logger": self.logger,
             "Net": self.net,
             "ApplicationStorage": self.storage,

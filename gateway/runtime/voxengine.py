@@ -12,14 +12,18 @@ from typing import TYPE_CHECKING, Any
 from gateway.runtime.call import Call
 from gateway.runtime.leg import DigestCredentials
 from gateway.runtime.media_unit import MediaUnit
+from gateway.runtime.voxengine_control import CallControlFactories
+from gateway.runtime.voxengine_media import MediaFactories
 
 if TYPE_CHECKING:
     from gateway.runtime.events import Handler
     from gateway.runtime.session import Session
 
 
-class VoxEngineFacade:
-    """Session-level control: events, custom data, outbound calls, media routing."""
+class VoxEngineFacade(MediaFactories, CallControlFactories):
+    """Session-level control: events, custom data, outbound calls, media routing; media
+    units (players, ASR, conferences: :class:`MediaFactories`) and B2BUA helpers
+    (:class:`CallControlFactories`)."""
 
     def __init__(self, session: Session) -> None:
         self._session = session
@@ -126,26 +130,3 @@ class VoxEngineFacade:
         """End this session: hang up its calls, fire Terminating/Terminated, write the CDR."""
         self._session.check_alive("VoxEngine.terminate")
         self._session.terminate()
-
-    def create_conference(self, parameters: dict[str, Any] | None = None, *,
-                          hd_audio: bool | None = None,
-                          sample_rate: int | None = None) -> MediaUnit:
-        """Create a :class:`gateway.runtime.conference.Conference` in this session
-        (VoxEngine ``createConference(ConferenceParameters)``); ``ConferenceEvents.Started``
-        follows. Join units with ``send_media_between(call, conference)`` or
-        ``conference.add(call=...)``; the session stops the conference when it ends.
-
-        Args:
-            parameters: ``{"hd_audio": bool}`` (VoxEngine) and/or ``{"sample_rate": Hz}``.
-            hd_audio: mix at 48 kHz instead of VoxEngine's narrowband 8 kHz.
-            sample_rate: mix at this rate (8000-48000 Hz), overriding ``hd_audio``.
-
-        Raises:
-            ValueError: an unknown parameter or a bad rate.
-            SessionEndedError: the session has ended.
-        """
-        self._session.check_alive("VoxEngine.create_conference")
-        from gateway.runtime.conference import create_conference  # numpy: load on use
-
-        return create_conference(parameters, hd_audio=hd_audio, sample_rate=sample_rate,
-                                 owner=self._session)
