@@ -38,6 +38,7 @@ from connectors.base import Capabilities, ConnectorError, VoiceAIClient, VoiceAI
 from connectors.cascade.llm import LLM, chat_tools
 from gateway.media.format import AudioFormat, AudioFrame
 from gateway.media.vad import TurnDetector, TurnEvent
+from gateway.runtime.context import spawn_owned
 from gateway.runtime.events import ErrorSink
 from gateway.speech.asr import ASRError, ASRProvider, ASRStream
 from gateway.speech.tts import TTSError, TTSProvider
@@ -233,14 +234,7 @@ class CascadeAgent(VoiceAIClient):
 
     # -- turns ------------------------------------------------------------------
     def _spawn(self, coro: Any) -> asyncio.Task[None]:
-        session = self._owner_session()
-        run = getattr(session, "run_in_context", None)
-        task = (run(asyncio.ensure_future, coro) if callable(run)
-                else asyncio.ensure_future(coro))
-        track = getattr(session, "track_task", None)
-        if callable(track):
-            track(task)
-        return task
+        return spawn_owned(self._owner_session(), coro)
 
     async def _user_turn(self, stream: ASRStream, speech_end: float) -> None:
         try:

@@ -24,7 +24,7 @@ from typing import Any
 
 from gateway.media.format import AudioFrame
 from gateway.media.vad import TurnDetector
-from gateway.runtime.context import current_session
+from gateway.runtime.context import current_session, spawn_owned
 from gateway.runtime.events import ErrorSink, EventTarget
 from gateway.runtime.media_unit import MediaUnit
 from gateway.speech import ASRError, ASRProvider, ASRStream, create_asr
@@ -128,9 +128,7 @@ class ASR(MediaUnit, EventTarget):
         if stream is None:
             return
         self.dispatch(ASREvents.SpeechCaptured, asr=self)
-        run = getattr(self._session, "run_in_context", None)
-        coro = self._result(stream)
-        task = run(asyncio.ensure_future, coro) if callable(run) else asyncio.ensure_future(coro)
+        task = spawn_owned(self._session, self._result(stream))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from gateway.media.clock import get_media_clock
 from gateway.media.format import FRAME_MS, AudioFormat, AudioFrame, Encoding
-from gateway.runtime.context import current_session
+from gateway.runtime.context import current_session, spawn_owned
 from gateway.runtime.events import ErrorSink, EventTarget
 from gateway.runtime.media_unit import MediaUnit
 
@@ -116,7 +116,7 @@ class Player(MediaUnit, EventTarget):
         if callable(register):
             register(self)
         self._session = session
-        self._feeder = self._start(self._feed())
+        self._feeder = spawn_owned(session, self._feed())
         self.dispatch(PlayerEvents.Created, player=self)
 
     # -- VoxEngine API ------------------------------------------------------------
@@ -169,14 +169,6 @@ class Player(MediaUnit, EventTarget):
         return f"<Player {self._id[:8]} {state} {self.position_ms} ms>"
 
     # -- internals ------------------------------------------------------------------
-    def _start(self, coro: Any) -> asyncio.Task[None]:
-        run = getattr(self._session, "run_in_context", None)
-        task = run(asyncio.ensure_future, coro) if callable(run) else asyncio.ensure_future(coro)
-        track = getattr(self._session, "track_task", None)
-        if callable(track):
-            track(task)
-        return task
-
     async def _feed(self) -> None:
         try:
             async with contextlib.aclosing(self._audio()) as chunks:

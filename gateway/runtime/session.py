@@ -10,8 +10,9 @@ then its timers stop, running HTTP requests finish, its calls are hung up,
 reaches another session.
 
 Scenario globals: ``VoxEngine``, ``AppEvents``, ``CallEvents``, ``CallState``,
-``PlayerEvents``, ``ASREvents``, ``ConferenceEvents``, ``Logger``, ``Net``, ``ApplicationStorage``, ``set_timeout``, ``set_interval``,
-``clear_timeout``, ``clear_interval`` and the connector namespaces.
+``PlayerEvents``, ``ASREvents``, ``ConferenceEvents``, ``Logger``, ``Net``,
+``ApplicationStorage``, ``set_timeout``, ``set_interval``, ``clear_timeout``,
+``clear_interval`` and the connector namespaces.
 
 Phases (VoxEngine's rules): ``running``; ``ending`` once termination starts (timers are
 cancelled, queued HTTP requests dropped, running ones awaited); ``terminating`` once

@@ -94,6 +94,32 @@ async def close_speech() -> None:
     await close_spawner()
 
 
+#: Cloud providers by kind and name: (module, class); imported only when named.
+_CLOUD: dict[str, dict[str, tuple[str, str]]] = {
+    "ASR": {"openai": ("gateway.speech.openai_asr", "OpenAIASR"),
+            "deepgram": ("gateway.speech.deepgram_asr", "DeepgramASR")},
+    "TTS": {"openai": ("gateway.speech.openai_tts", "OpenAITTS"),
+            "elevenlabs": ("gateway.speech.elevenlabs_tts", "ElevenLabsTTS")},
+}
+
+
+def _cloud(kind: str, name: str, offline: str, options: dict[str, Any]) -> Any:
+    """Build the cloud provider ``name`` of ``kind`` ("ASR"/"TTS").
+
+    Raises:
+        ValueError: unknown provider name.
+    """
+    import importlib
+
+    found = _CLOUD[kind].get(name.lower())
+    if found is None:
+        cloud = ", ".join(repr(n) for n in _CLOUD[kind])
+        raise ValueError(f"unknown {kind} provider {name!r} (offline: {offline!r}; "
+                         f"cloud: {cloud})")
+    module, cls = found
+    return getattr(importlib.import_module(module), cls)(**options)
+
+
 def create_asr(provider: str | ASRProvider = "pocketsphinx", **options: Any) -> ASRProvider:
     """An ASR provider by name, or the given provider object.
 
@@ -108,19 +134,9 @@ def create_asr(provider: str | ASRProvider = "pocketsphinx", **options: Any) -> 
     """
     if not isinstance(provider, str):
         return provider
-    name = provider.lower()
-    if name in ("pocketsphinx", "sphinx", "default"):
+    if provider.lower() in ("pocketsphinx", "sphinx", "default"):
         return PocketsphinxASR(**options)
-    if name == "openai":
-        from gateway.speech.openai_asr import OpenAIASR
-
-        return OpenAIASR(**options)
-    if name == "deepgram":
-        from gateway.speech.deepgram_asr import DeepgramASR
-
-        return DeepgramASR(**options)
-    raise ValueError(f"unknown ASR provider {provider!r} (offline: 'pocketsphinx'; "
-                     "cloud: 'openai', 'deepgram')")
+    return _cloud("ASR", provider, "pocketsphinx", options)
 
 
 def create_tts(provider: str | TTSProvider = "espeak", **options: Any) -> TTSProvider:
@@ -137,16 +153,6 @@ def create_tts(provider: str | TTSProvider = "espeak", **options: Any) -> TTSPro
     """
     if not isinstance(provider, str):
         return provider
-    name = provider.lower()
-    if name in ("espeak", "espeak-ng", "default"):
+    if provider.lower() in ("espeak", "espeak-ng", "default"):
         return EspeakTTS(**options) if options else shared_tts()
-    if name == "openai":
-        from gateway.speech.openai_tts import OpenAITTS
-
-        return OpenAITTS(**options)
-    if name == "elevenlabs":
-        from gateway.speech.elevenlabs_tts import ElevenLabsTTS
-
-        return ElevenLabsTTS(**options)
-    raise ValueError(f"unknown TTS provider {provider!r} (offline: 'espeak'; "
-                     "cloud: 'openai', 'elevenlabs')")
+    return _cloud("TTS", provider, "espeak", options)

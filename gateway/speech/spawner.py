@@ -16,6 +16,7 @@ import sys
 import weakref
 from collections.abc import AsyncIterator
 
+from gateway.speech.procs import stop_child
 from gateway.speech.spawn_worker import HEADER
 
 log = logging.getLogger(__name__)
@@ -141,18 +142,7 @@ class Spawner:
     async def close(self) -> None:
         """Stop the spawner process (its running commands are killed)."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.returncode is None:
-            if proc.stdin is not None:
-                proc.stdin.close()
-            try:
-                await asyncio.wait_for(proc.wait(), 2.0)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(BaseException):
-                await self._reader
+        await stop_child(proc, self._reader)
 
 
 _spawners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Spawner] = (

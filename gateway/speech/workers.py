@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
+from gateway.speech.procs import stop_child
 from gateway.speech.sphinx_worker import HEADER
 
 log = logging.getLogger(__name__)
@@ -187,19 +188,7 @@ class SphinxWorker:
     async def close(self) -> None:
         """Stop the process (closing stdin ends it; killed after 2 s)."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.returncode is None:
-            if proc.stdin is not None:
-                with contextlib.suppress(Exception):
-                    proc.stdin.close()
-            try:
-                await asyncio.wait_for(proc.wait(), 2.0)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
+        await stop_child(proc, self._reader)
 
 
 class SphinxPool:
