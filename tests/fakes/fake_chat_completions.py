@@ -50,19 +50,19 @@ import asyncio
 import contextlib
 import json
 import re
-import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from openai.types.chat import ChatCompletionChunk
 from openai.types.chat.completion_create_params import CompletionCreateParamsStreaming
 from openai.types.shared import ErrorObject
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, with_config
+
+from tests.fakes.asgi import LoopbackASGIServer
 
 Scope = dict[str, Any]
 Receive = Callable[[], Any]
@@ -338,15 +338,7 @@ def split_words(text: str, per_chunk: int) -> list[str]:
     return ["".join(words[i:i + n]) for i in range(0, len(words), n)]
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its signal handlers (the test runner keeps Ctrl-C)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-class FakeChatCompletions:
+class FakeChatCompletions(LoopbackASGIServer):
     """A protocol-faithful local OpenAI-compatible Chat Completions server.
 
     Args:
@@ -369,9 +361,9 @@ class FakeChatCompletions:
     """
 
     def __init__(self, *, api_key: str | None = None, allow_extra: Iterable[str] = ()) -> None:
+        super().__init__()
         self.api_key = api_key
         self.allow_extra = frozenset(allow_extra)
-        self.port = 0
         self.requests: list[dict[str, Any]] = []
         self.authorizations: list[str | None] = []
         self.invalid_received: list[tuple[Any, str]] = []
@@ -381,39 +373,11 @@ class FakeChatCompletions:
         self.disconnects = 0
         self._replies: deque[_Reply] = deque()
         self._holds: deque[asyncio.Event] = deque()
-        self._changed = asyncio.Condition()
-        self._server: _Server | None = None
-        self._task: asyncio.Task[None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------
-    async def __aenter__(self) -> FakeChatCompletions:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self._app, lifespan="off", log_level="warning", http="h11",
-                                ws="none", interface="asgi3", access_log=False)
-        self._server = _Server(config)
-        self._task = asyncio.ensure_future(self._server.serve(sockets=[sock]))
-        async with asyncio.timeout(10):
-            while not self._server.started:
-                if self._task.done():
-                    self._task.result()
-                await asyncio.sleep(0.005)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
+    def _stopping(self) -> None:
         for hold in self._holds:
             hold.set()
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            self._server.force_exit = True
-            try:
-                async with asyncio.timeout(10):
-                    await self._task
-            finally:
-                self._server = None
-                self._task = None
 
     @property
     def base_url(self) -> str:
@@ -491,10 +455,6 @@ class FakeChatCompletions:
                 return
 
     # -- waiting --------------------------------------------------------------------------
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
     async def wait_until(self, cond: Callable[[], bool], *, timeout: float = 5.0) -> None:
         """Wait until ``cond()`` holds (re-checked after every request and stream end)."""
         async with asyncio.timeout(timeout), self._changed:

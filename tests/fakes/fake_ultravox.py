@@ -48,15 +48,13 @@ binary frame goes straight back, resampled to the output rate when the rates dif
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
-import socket
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import uvicorn
+from tests.fakes.asgi import LoopbackASGIServer
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -190,15 +188,7 @@ def check_call_body(body: Any, *, agent: bool) -> None:
             raise InvalidMessage(f"{key} must be a string")
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its signal handlers (the test runner keeps Ctrl-C)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-class FakeUltravoxServer:
+class FakeUltravoxServer(LoopbackASGIServer):
     """A protocol-faithful local Ultravox (see the module docstring).
 
     Args:
@@ -221,6 +211,8 @@ class FakeUltravoxServer:
         closed_by_client: ``(code, reason)`` per client-closed WebSocket.
     """
 
+    ws = "websockets-sansio"
+
     def __init__(
         self,
         *,
@@ -231,6 +223,7 @@ class FakeUltravoxServer:
         reject_status: int = 503,
         refuse_join: bool = False,
     ) -> None:
+        super().__init__()
         if mode not in ("script", "echo"):
             raise ValueError("mode must be 'script' or 'echo'")
         self.mode = mode
@@ -240,13 +233,9 @@ class FakeUltravoxServer:
         self.reject_status = reject_status
         self.refuse_join = refuse_join
         self._ids = itertools.count(1)
-        self._server: _Server | None = None
-        self._task: asyncio.Task[None] | None = None
         self._send: Send | None = None
         self._send_lock = asyncio.Lock()
-        self._changed = asyncio.Condition()
         self._echo_state: Any = None
-        self.port = 0
         self.calls: list[dict[str, Any]] = []
         self.call_media: dict[str, dict[str, int]] = {}
         self.current_call: str | None = None
@@ -261,33 +250,6 @@ class FakeUltravoxServer:
         self.closed_by_client: list[tuple[int | None, str]] = []
 
     # -- lifecycle ----------------------------------------------------------------
-    async def __aenter__(self) -> FakeUltravoxServer:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self._app, lifespan="off", log_level="warning",
-                                interface="asgi3", ws="websockets-sansio", access_log=False)
-        self._server = _Server(config)
-        self._task = asyncio.ensure_future(self._server.serve(sockets=[sock]))
-        async with asyncio.timeout(10):
-            while not self._server.started:
-                if self._task.done():
-                    self._task.result()
-                await asyncio.sleep(0.005)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            self._server.force_exit = True
-            try:
-                async with asyncio.timeout(10):
-                    await self._task
-            finally:
-                self._server = None
-                self._task = None
-
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api"
@@ -561,10 +523,6 @@ class FakeUltravoxServer:
                 await send({"type": "websocket.close", "code": code, "reason": reason})
 
     # -- waiting ------------------------------------------------------------------------
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
     async def wait_until(self, cond: Callable[[], bool], *, timeout: float = 5.0) -> None:
         """Wait until ``cond()`` holds (re-checked after every received frame)."""
         async with asyncio.timeout(timeout), self._changed:
