@@ -153,6 +153,8 @@ class SphinxWorker:
 
     async def _request(self, op: bytes, answer: bytes) -> dict[str, Any]:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        # the caller may be gone when the worker dies (session ended): no "never retrieved"
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._send(op)
         self._waiters.append((answer, fut))
         assert self._proc is not None and self._proc.stdin is not None
