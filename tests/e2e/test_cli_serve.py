@@ -17,7 +17,8 @@ from tests.peers import free_port
 
 async def test_vgw_serve_prints_banner_bootstraps_and_stops(tmp_path):
     http_port, sip_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VGW_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("VGW_") and k != "OPENAI_API_KEY"}  # a fresh install
     env.update(VGW_HTTP_HOST="127.0.0.1", VGW_HTTP_PORT=str(http_port),
                VGW_SIP_HOST="127.0.0.1", VGW_SIP_PORT=str(sip_port),
                VGW_RTP_PORT_MIN="47000", VGW_RTP_PORT_MAX="47100", VGW_LOG_LEVEL="WARNING")
@@ -28,7 +29,7 @@ async def test_vgw_serve_prints_banner_bootstraps_and_stops(tmp_path):
         stderr=asyncio.subprocess.STDOUT)
     try:
         lines: list[str] = []
-        while not any("api_key=" in line for line in lines):
+        while not any("default agent:" in line for line in lines):
             raw = await asyncio.wait_for(proc.stdout.readline(), 30)
             assert raw, "vgw serve exited early:\n" + "".join(lines)
             lines.append(raw.decode())
@@ -36,6 +37,9 @@ async def test_vgw_serve_prints_banner_bootstraps_and_stops(tmp_path):
         assert f"HTTP http://127.0.0.1:{http_port}" in text
         assert f"udp+tcp 127.0.0.1:{sip_port}" in text
         key = re.search(r"account_id=1 api_key=(\S+)", text).group(1)
+        # no OPENAI_API_KEY: the default rule answers with the offline cascade, and says
+        # how to switch
+        assert "default agent: offline cascade" in text and "set OPENAI_API_KEY" in text
         assert (tmp_path / "voice-gateway.db").exists()  # the default SQLite file
 
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http:
