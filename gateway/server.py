@@ -97,6 +97,7 @@ class Gateway:
             idle_timeout=s.session_idle_timeout, trunk_uri=s.sip_trunk_uri, trunk_auth=trunk_auth,
             logs_dir=s.logs_dir, http_handler_timeout=s.http_handler_timeout,
             tls=s.tls_enabled(), handler_time_limit=s.handler_time_limit,
+            recordings_dir=s.recordings_dir,
         )
         self.sip = SipAdapter(
             host=s.sip_host, port=s.sip_port, advertised_host=s.sip_advertised_host(),

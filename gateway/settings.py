@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     #: StartScenarios refuses script_custom_data over 200 bytes (UTF-8) as Voximplant
     #: does (error 9005); false raises the limit to custom_data_max_bytes, our own.
     custom_data_voximplant_limit: bool = True
+    #: Recordings (``call.record()``, ``VoxEngine.create_recorder()``): one file each under
+    #: ``<recordings_dir>/<account_id>/<session_id>/``, served at ``/records/<id>``.
+    recordings_dir: str = "./recordings"
 
     def sip_advertised_host(self) -> str:
         """Host to put in SIP and SDP headers."""

@@ -1,7 +1,8 @@
 """The gateway's HTTP application (FastAPI): platform_api, session access URLs, health.
 
 Routes: ``/platform_api`` (Voximplant-compatible methods), ``/sessions/...`` (session
-access URLs), ``/logs/{session_id}`` (session logs), ``/health``.
+access URLs), ``/logs/{session_id}`` (session logs), ``/records/{record_id}``
+(recordings), ``/health``.
 
 ``create_app`` only assembles routes around objects it is given; ``gateway.server``
 builds those objects and owns their lifecycle.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from gateway.api import access, logs, platform_api
+from gateway.api import access, logs, platform_api, recordings
 from gateway.api.auth import Authenticator, authenticate
 from gateway.api.responses import declare_responses
 from gateway.runtime.records import ScenarioRunner
@@ -46,6 +47,7 @@ def create_app(*, store: Store, runner: ScenarioRunner, settings: Settings,
     app.include_router(platform_api.build_router(api))
     app.include_router(access.build_router(runner))
     app.include_router(logs.build_router(store, runner, auth))
+    app.include_router(recordings.build_router(store, settings, auth))
 
     @app.get("/health", tags=["health"], summary="Liveness probe")
     async def health() -> dict[str, str]:

@@ -8,7 +8,7 @@ checks each scenario against the 256 KiB scenario size limit, refuses with HTTP 
 (error :data:`TOO_MANY_SESSIONS`) when the account already has
 ``Settings.max_sessions_per_account`` sessions in flight, and hands a
 :class:`RuleMatch` to the runtime's ``ScenarioRunner``. GetCallHistory reads the
-session CDRs the runtime stored.
+session CDRs the runtime stored and, with ``with_records``, the recordings of each.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from gateway.api.params import Params, format_date
 from gateway.api.registry import PAGING_PARAMS, CallContext, ParamDoc, platform_method
 from gateway.errors import GatewayError, LimitExceeded, ScenarioError
 from gateway.runtime.loader import MAX_SCENARIO_BYTES
-from gateway.runtime.records import CallRecord, SessionRecord
+from gateway.runtime.records import CallRecord, RecordingRecord, SessionRecord
 from gateway.settings import Settings
 
 #: GetCallHistory's window when from_date is not given.
@@ -134,8 +134,28 @@ def _call_item(call: CallRecord) -> dict[str, Any]:
             "direction": call.direction}
 
 
-def _session_item(record: SessionRecord, with_calls: bool, with_records: bool,
-                  with_other_resources: bool, base_url: str) -> dict[str, Any]:
+def _record_item(rec: RecordingRecord, base_url: str) -> dict[str, Any]:
+    """One recording as Voximplant's RecordType: ``duration`` in whole seconds, plus our
+    ``duration_ms``, ``call_id`` (call recordings), ``format``, ``channels``, ``sample_rate``.
+    """
+    item: dict[str, Any] = {
+        "record_id": rec.record_id, "record_name": rec.record_name,
+        # the URL of the RecordStarted/RecordStopped events; /records/<record_id> serves
+        # the same file; both need the account's credentials
+        "record_url": f"{base_url}/records/{rec.record_key}",
+        "start_time": format_date(rec.start_time), "duration": round(rec.duration),
+        "duration_ms": round(rec.duration * 1000), "file_size": rec.file_size, "cost": 0,
+        # no billing here: one transaction per record
+        "transaction_id": rec.record_id, "transcription_status": "Not required",
+        "format": rec.format, "channels": rec.channels, "sample_rate": rec.sample_rate}
+    if rec.call_id is not None:
+        item["call_id"] = rec.call_id
+    return item
+
+
+def _session_item(record: SessionRecord, with_calls: bool,
+                  records: list[RecordingRecord] | None, with_other_resources: bool,
+                  base_url: str) -> dict[str, Any]:
     item: dict[str, Any] = {
         # the session log (Logger.write, events, errors), downloadable with the same auth
         "log_file_url": f"{base_url}/logs/{record.session_id}",
@@ -157,10 +177,9 @@ def _session_item(record: SessionRecord, with_calls: bool, with_records: bool,
     }
     if with_calls:
         item["calls"] = [_call_item(c) for c in record.calls]
-    if with_records:
-        # Voximplant's RecordInfoType items (record_id, record_name, record_url,
-        # start_time, duration, call_id, ...); the gateway does not record yet.
-        item["records"] = []
+    if records is not None:
+        # Voximplant's RecordType items: call.record() and VoxEngine.create_recorder()
+        item["records"] = [_record_item(r, base_url) for r in records]
     if with_other_resources:
         # Voximplant's ResourceUsageType items (resource_usage_id, resource_type,
         # used_at, ...); the gateway bills no resources.
@@ -178,8 +197,9 @@ def _session_item(record: SessionRecord, with_calls: bool, with_records: bool,
     ParamDoc("application_name", "string", "Only this application's sessions."),
     ParamDoc("rule_name", "string", "Only sessions started by a rule of this name."),
     ParamDoc("with_calls", "boolean", "Include each session's calls."),
-    ParamDoc("with_records", "boolean", "Include each session's records (RecordInfoType "
-             "list; empty: the gateway does not record yet)."),
+    ParamDoc("with_records", "boolean", "Include each session's records (RecordType list: "
+             "record_id, record_name, record_url, start_time, duration in seconds, "
+             "duration_ms, file_size, call_id)."),
     ParamDoc("with_other_resources", "boolean", "Include other_resource_usage "
              "(ResourceUsageType list; always empty)."),
     ParamDoc("desc_order", "boolean", "Newest first."),
@@ -202,7 +222,12 @@ async def get_call_history(ctx: CallContext, params: Params) -> dict[str, Any]:
         call_session_history_ids=params.int_list("call_session_history_id"),
         application_id=app_id, rule_name=params.string("rule_name"), with_calls=with_calls,
         desc_order=params.boolean("desc_order"), offset=offset, count=count)
-    items = [_session_item(r, with_calls, params.boolean("with_records"),
+    records: dict[str, list[RecordingRecord]] | None = None
+    if params.boolean("with_records"):
+        records = await ctx.store.session_recordings(
+            ctx.account.account_id, [r.session_id for r in page.items])
+    items = [_session_item(r, with_calls,
+                           None if records is None else records.get(r.session_id, []),
                            params.boolean("with_other_resources"),
                            ctx.settings.http_base_url()) for r in page.items]
     reply: dict[str, Any] = {"result": items, "count": len(items)}

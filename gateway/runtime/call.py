@@ -74,7 +74,8 @@ class Call(MediaUnit, EventTarget, CallPlayback, CallRecording, CallControl):
         self._audio_started = False
         self._was_playing = False
         self._answered_at: datetime | None = None
-        self.record = CallRecord(
+        #: The call's CDR (``call.record(...)`` records the call's audio).
+        self.cdr = CallRecord(
             call_id=leg.id, start_time=datetime.now(UTC), incoming=leg.incoming,
             local_number=leg.number if leg.incoming else leg.callerid,
             remote_number=leg.callerid if leg.incoming else leg.number,
@@ -250,6 +251,7 @@ class Call(MediaUnit, EventTarget, CallPlayback, CallRecording, CallControl):
         if self._state == CallState.TERMINATED:
             return
         self._leg.play(frame)
+        self._record_sent(frame)  # CallRecording: the "sent" side of call.record()
         # AI audio arrives in bursts and queues up; a paced stream (another call, a
         # player, a conference) never queues more than a frame or two: only a burst
         # that queued makes "PlaybackFinished" meaningful when it drains
@@ -277,8 +279,8 @@ class Call(MediaUnit, EventTarget, CallPlayback, CallRecording, CallControl):
         self._update_format()
         self._state = CallState.CONNECTED
         self._answered_at = datetime.now(UTC)
-        self.record.successful = True
-        self.record.result_code = 200
+        self.cdr.successful = True
+        self.cdr.result_code = 200
         self._session.call_connected(self)
         self._ev(CallEvents.Connected, headers=headers)
 
@@ -369,7 +371,7 @@ class Call(MediaUnit, EventTarget, CallPlayback, CallRecording, CallControl):
         self._stop_beep_detection()
         self._inband = None
         now = datetime.now(UTC)
-        rec = self.record
+        rec = self.cdr
         rec.end_time = now
         rec.result_code = rec.result_code or code
         rec.finish_reason = reason

@@ -30,6 +30,20 @@ class CallEvents:
     BeepDetectionError = "CallEvents.BeepDetectionError"
     AudioStarted = "CallEvents.AudioStarted"
     PlaybackFinished = "CallEvents.PlaybackFinished"
+    #: ``record()`` started writing (payload: url, recorder)
+    RecordStarted = "CallEvents.RecordStarted"
+    #: the call's recording ended and is stored (payload: url, duration in s, cost, recorder)
+    RecordStopped = "CallEvents.RecordStopped"
+    #: the call's recording failed (payload: error, recorder)
+    RecordError = "CallEvents.RecordError"
+    #: ``transfer_to`` succeeded (payload: code, reason)
+    TransferComplete = "CallEvents.TransferComplete"
+    #: ``transfer_to`` failed (payload: code, reason)
+    TransferFailed = "CallEvents.TransferFailed"
+    #: a SIP MESSAGE arrived (payload: text, headers)
+    MessageReceived = "CallEvents.MessageReceived"
+    #: a non-DTMF SIP INFO arrived (payload: mime_type / mimeType, body, headers)
+    InfoReceived = "CallEvents.InfoReceived"
 
 
 class CallState:

@@ -67,6 +67,10 @@ class Runtime:
         max_call_attempts: outbound call attempts per session (50).
         max_unanswered_calls: outbound calls unanswered at once per session (10).
         net_drain_timeout: seconds a terminating session waits for its HTTP requests.
+        recordings_dir: where recordings are written
+            (``<recordings_dir>/<account_id>/<session_id>/<id>.<wav|mp3>``,
+            ``VGW_RECORDINGS_DIR``); None: ``record()``/``create_recorder()`` raise
+            ``RecorderError``.
     """
 
     def __init__(self, store: SessionStore, http_base_url: str, *, dialer: Dialer | None = None,
@@ -77,7 +81,8 @@ class Runtime:
                  handler_time_limit: float = DEFAULT_HANDLER_TIME_LIMIT,
                  max_call_attempts: int = MAX_CALL_ATTEMPTS,
                  max_unanswered_calls: int = MAX_UNANSWERED_CALLS,
-                 net_drain_timeout: float = DEFAULT_TIMEOUT) -> None:
+                 net_drain_timeout: float = DEFAULT_TIMEOUT,
+                 recordings_dir: str | Path | None = None) -> None:
         self.store = store
         self.http_base_url = http_base_url.rstrip("/")
         self.dialer = dialer
@@ -92,6 +97,8 @@ class Runtime:
         self.max_call_attempts = max_call_attempts
         self.max_unanswered_calls = max_unanswered_calls
         self.net_drain_timeout = net_drain_timeout
+        #: Root of recordings (sessions' recorders read it); None: recording is off.
+        self.recordings_dir = Path(recordings_dir) if recordings_dir is not None else None
         #: The one HTTP client every session's ``Net`` uses.
         self.http_client = SharedHttpClient()
         #: Where ``ApplicationStorage`` persists (None: the store does not implement it).

@@ -78,6 +78,31 @@ class SessionRecord:
     voice_ai_turns: list[dict[str, Any]] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class RecordingRecord:
+    """One finished recording (fields follow Voximplant's RecordType, plus where it is).
+
+    ``record_key`` is the recorder's id, the key in its URL (``/records/<key>``);
+    ``record_id`` is the number the store gives it. ``path`` is relative to the
+    recordings directory (``<account_id>/<session_id>/<key>.<format>``); ``duration``
+    is in seconds; ``file_size`` in bytes.
+    """
+
+    record_key: str
+    account_id: int
+    session_id: str
+    call_id: str | None
+    record_name: str
+    path: str
+    start_time: datetime
+    duration: float
+    file_size: int
+    format: str  # "wav" / "mp3"
+    channels: int = 1
+    sample_rate: int = 8000
+    record_id: int | None = None
+
+
 class SessionStore(Protocol):
     """Persistence the runtime needs (implemented in ``gateway.store``)."""
 
@@ -92,6 +117,10 @@ class SessionStore(Protocol):
 
     async def secret_values(self, account_id: int) -> dict[str, str]:
         """Every secret of the account, name -> value (for ``VoxEngine.get_secret_value``)."""
+
+    async def recording_finished(self, record: RecordingRecord) -> int:
+        """Register a finished recording (file closed); returns its ``record_id``.
+        Optional: recorders skip registration when the store lacks it."""
 
 
 @dataclass(slots=True, frozen=True)

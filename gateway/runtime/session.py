@@ -10,8 +10,8 @@ then its timers stop, running HTTP requests finish, its calls are hung up,
 reaches another session.
 
 Scenario globals: ``VoxEngine``, ``AppEvents``, ``CallEvents``, ``CallState``,
-``PlayerEvents``, ``ASREvents``, ``ConferenceEvents``, ``Logger``, ``Net``,
-``ApplicationStorage``, ``set_timeout``, ``set_interval``, ``clear_timeout``,
+``PlayerEvents``, ``ASREvents``, ``ConferenceEvents``, ``RecorderEvents``, ``Logger``,
+``Net``, ``ApplicationStorage``, ``set_timeout``, ``set_interval``, ``clear_timeout``,
 ``clear_interval`` and the connector namespaces.
 
 Phases (VoxEngine's rules): ``running``; ``ending`` once termination starts (timers are
@@ -48,6 +48,7 @@ from gateway.runtime.leg import CallLeg
 from gateway.runtime.loader import compile_scenario
 from gateway.runtime.net import SessionNet
 from gateway.runtime.player import PlayerEvents
+from gateway.runtime.recorder import RecorderEvents
 from gateway.runtime.records import AccessResponse, RuleMatch, SessionRecord
 from gateway.runtime.timers import SessionTimers
 from gateway.runtime.watchdog import get_watchdog
@@ -264,6 +265,7 @@ class Session(EventTarget):
             "PlayerEvents": PlayerEvents,
             "ASREvents": ASREvents,
             "ConferenceEvents": ConferenceEvents,
+            "RecorderEvents": RecorderEvents,
             "Logger": self.logger,
             "Net": self.net,
             "ApplicationStorage": self.storage,
@@ -315,7 +317,7 @@ class Session(EventTarget):
 
     def call_ended(self, call: Call) -> None:
         """A call reached TERMINATED; arm the idle timer when none is left."""
-        r = call.record
+        r = call.cdr
         self.log_line(f"call {call.id()} ended: {r.finish_reason} code={r.result_code} "
                       f"duration={r.duration}s")
         if not self.active_calls():
@@ -430,7 +432,7 @@ class Session(EventTarget):
             rec.end_date = datetime.now(UTC)
             rec.duration = round(time.monotonic() - self._t0)
             rec.finish_reason = "error" if self._failed else "normal"
-            rec.calls = [c.record for c in self.calls]
+            rec.calls = [c.cdr for c in self.calls]
             self.log_line(f"session ended: {rec.finish_reason}")
         finally:
             self.ended = True

@@ -1,4 +1,4 @@
-"""``VoxEngine.create_*`` for media units: players, ASR, conferences (a mixin of
+"""``VoxEngine.create_*`` for media units: players, ASR, conferences, recorders (a mixin of
 :class:`gateway.runtime.voxengine.VoxEngineFacade`)."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from gateway.runtime.asr import ASR
     from gateway.runtime.conference import Conference
     from gateway.runtime.player import Player
+    from gateway.runtime.recorder import Recorder
     from gateway.runtime.session import Session
     from gateway.speech import ASRProvider, TTSProvider
 
@@ -100,3 +101,33 @@ class MediaFactories:
 
         return create_conference(parameters, hd_audio=hd_audio, sample_rate=sample_rate,
                                  owner=self._session)
+
+    def create_recorder(self, parameters: dict[str, Any] | None = None, *,
+                        format: str | None = None, sample_rate: int | None = None,
+                        hd_audio: bool | None = None, name: str | None = None) -> Recorder:
+        """A recorder (VoxEngine ``createRecorder(RecorderParameters)``) that writes whatever
+        is sent to it: ``call.send_media_to(recorder)``, ``conference.send_media_to(recorder)``
+        (the full mix), a player, an AI client. ``RecorderEvents.Started`` (``url``) fires
+        once its file is open; ``recorder.stop()`` (or the end of the session) finishes it,
+        registers it in the call history and fires ``RecorderEvents.Stopped`` (``url``,
+        ``duration`` in seconds). The file is downloaded from ``url`` with the account's
+        credentials.
+
+        Args:
+            parameters: ``{"name", "hd_audio", "lossless"}`` (VoxEngine; storage and
+                transcription keys are ignored) and/or ``{"format", "sample_rate"}``.
+            format: "wav" (default) or "mp3".
+            sample_rate: 8000 (default), 16000, 24000 or 48000 Hz.
+            hd_audio: record at 48 kHz (VoxEngine's HD audio).
+            name: the record's name in the call history.
+
+        Raises:
+            ValueError: an unknown parameter, format or rate.
+            RecorderError: the gateway has no recordings directory.
+            SessionEndedError: the session has ended.
+        """
+        self._session.check_alive("VoxEngine.create_recorder")
+        from gateway.runtime.recorder import create_recorder
+
+        return create_recorder(parameters, format=format, sample_rate=sample_rate,
+                               hd_audio=hd_audio, name=name, owner=self._session)

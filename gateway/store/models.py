@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -294,3 +295,34 @@ class AppStorageItem(Base):
     expire_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     modified: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Recording(Base):
+    """One finished recording (Voximplant's RecordType), listed by GetCallHistory with
+    ``with_records`` and served at ``/records/<record_id or record_key>``.
+
+    Session and call are copied by value (no foreign keys), like the call history.
+    ``path`` is relative to the recordings directory (``VGW_RECORDINGS_DIR``).
+    """
+
+    __tablename__ = "recordings"
+    __table_args__ = (Index("ix_recordings_account_session", "account_id", "session_id"),)
+
+    record_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: The recorder's id: the key in the record's URL.
+    record_key: Mapped[str] = mapped_column(String(64), unique=True)
+    account_id: Mapped[int] = mapped_column(Integer)
+    session_id: Mapped[str] = mapped_column(String(64))
+    call_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    record_name: Mapped[str] = mapped_column(String(200), default="")
+    path: Mapped[str] = mapped_column(String(1000))
+    #: "wav" or "mp3".
+    format: Mapped[str] = mapped_column(String(8))
+    channels: Mapped[int] = mapped_column(Integer, default=1)
+    sample_rate: Mapped[int] = mapped_column(Integer, default=8000)
+    start_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: Milliseconds recorded.
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+    #: Bytes.
+    file_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    created: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

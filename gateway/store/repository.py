@@ -42,6 +42,7 @@ from gateway.store.models import (
     Scenario,
     utcnow,
 )
+from gateway.store.recordings import RecordingsMixin
 from gateway.store.records import (
     AccountInfo,
     ApplicationInfo,
@@ -144,9 +145,10 @@ def _find_owned(s: Session, model: Any, kind: str, account_id: int, obj_id: int 
         raise NotFound(kind, obj_id if obj_id is not None else name)
     return row
 
-class Store(KeysMixin, SecretsMixin, HistoryMixin, AppStorageMixin):
-    """Persistent state of the gateway; implements ``SessionStore`` and ``AppStorageStore``
-    (``ApplicationStorage``, :mod:`gateway.store.app_storage`).
+class Store(KeysMixin, SecretsMixin, HistoryMixin, AppStorageMixin, RecordingsMixin):
+    """Persistent state of the gateway; implements ``SessionStore`` (with recordings,
+    :mod:`gateway.store.recordings`) and ``AppStorageStore`` (``ApplicationStorage``,
+    :mod:`gateway.store.app_storage`).
 
     Create with :func:`open_store`; call :meth:`close` when done.
 

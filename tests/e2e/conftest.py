@@ -72,7 +72,7 @@ def make_settings(tmp: Path, **over: Any) -> Settings:
     values: dict[str, Any] = dict(
         http_host="127.0.0.1", http_port=0, sip_host="127.0.0.1", sip_port=0,
         rtp_port_min=base, rtp_port_max=base + 400, database_url=f"sqlite:///{tmp / 'gw.db'}",
-        logs_dir=str(tmp / "logs"),
+        logs_dir=str(tmp / "logs"), recordings_dir=str(tmp / "recordings"),
         account_id=1, api_key=API_KEY, bootstrap_inbound=False, log_level="DEBUG",
     )
     values.update(over)

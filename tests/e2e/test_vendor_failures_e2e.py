@@ -367,7 +367,7 @@ async def test_vendor_failure_keeps_the_call_up(e2e, tmp_path, monkeypatch, case
         await wait_until(lambda: not e2e.gw.runtime.sessions, 10, "every session to end")
 
     # the failing call's CDR: answered, ended normally by the caller after the hold
-    rec = call.record
+    rec = call.cdr
     assert rec.end_time is not None and rec.end_time > failed_at
     sess = await call_history(e2e, "fail")
     assert sess["finish_reason"] == "normal"

@@ -69,7 +69,7 @@ async def test_migrations_and_round_trip_on_postgres(pg_url: str) -> None:
         with engine.connect() as conn:
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(ctx, Base.metadata) == []
-            assert ctx.get_current_revision() == head_revision() == "0004"
+            assert ctx.get_current_revision() == head_revision() == "0005"
     finally:
         engine.dispose()
 

@@ -51,7 +51,7 @@ def test_migrations_create_exactly_the_models_schema(tmp_path) -> None:
         with engine.connect() as conn:
             ctx = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(ctx, Base.metadata) == []
-            assert ctx.get_current_revision() == head_revision() == "0004"
+            assert ctx.get_current_revision() == head_revision() == "0005"
             assert "alembic_version" in inspect(conn).get_table_names()
     finally:
         engine.dispose()
