@@ -42,7 +42,24 @@ class LegListener(Protocol):
         """A DTMF digit arrived; ``tone_type`` 1 = RFC 4733, 2 = in-band, 3 = SIP INFO."""
 
     def leg_audio(self, frame: AudioFrame) -> None:
-        """20 ms of received audio in ``media_format``, paced by the leg's clock."""
+        """20 ms of received audio in ``media_format``, paced by the leg's clock.
+
+        Also before the answer: early media of an outbound leg (after ``leg_progress``
+        with ``early_media=True``) and the caller's audio once ``start_early_media`` ran.
+        """
+
+    def leg_message(self, text: str, headers: dict[str, str]) -> None:
+        """A text message arrived in the call (SIP MESSAGE, RFC 3428); ``headers`` are
+        its ``X-`` headers."""
+
+    def leg_info(self, mime_type: str, body: str, headers: dict[str, str]) -> None:
+        """A non-DTMF SIP INFO arrived (RFC 6086): its content type (no parameters), body
+        (UTF-8 text) and ``X-`` headers. DTMF INFO arrives as ``leg_tone(digit, 3)``."""
+
+    def leg_transfer_result(self, success: bool, code: int, reason: str) -> None:
+        """The outcome of :meth:`CallLeg.refer`, once per REFER: ``success`` with the
+        transferee's 2xx, else the failing SIP ``code``/``reason`` (a non-2xx to the
+        REFER, a 3xx-6xx reported in its NOTIFY, 408 timeout, 487 call ended first)."""
 
 
 class CallLeg(Protocol):
@@ -97,3 +114,28 @@ class CallLeg(Protocol):
 
     def send_digits(self, digits: str) -> None:
         """Send DTMF digits as RFC 4733 telephone-events (0-9, *, #, A-D)."""
+
+    async def start_early_media(self, headers: dict[str, str] | None = None) -> None:
+        """Unanswered inbound leg only: send 183 Session Progress with the SDP answer and
+        start media, so audio flows both ways before :meth:`answer` (which sends the
+        same SDP in its 200). Repeating it does nothing."""
+
+    async def refer(self, target: str, headers: dict[str, str] | None = None) -> None:
+        """Answered leg only: ask the remote side to call ``target`` (a SIP URI) in a
+        REFER (RFC 3515). Returns when the REFER has its final response;
+        ``leg_transfer_result`` reports the outcome (once)."""
+
+    async def send_message(self, text: str, headers: dict[str, str] | None = None) -> None:
+        """Answered leg only: send ``text`` as a SIP MESSAGE (``text/plain``).
+
+        Raises:
+            SipError: the remote side refused it or did not answer.
+        """
+
+    async def send_info(self, mime_type: str, body: str | bytes,
+                        headers: dict[str, str] | None = None) -> None:
+        """Answered leg only: send a SIP INFO with ``body`` of content type ``mime_type``.
+
+        Raises:
+            SipError: the remote side refused it or did not answer.
+        """

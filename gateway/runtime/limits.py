@@ -78,3 +78,16 @@ class RefusedLeg:
 
     def send_digits(self, digits: str) -> None:
         return None
+
+    async def start_early_media(self, headers: dict[str, str] | None = None) -> None:
+        return None
+
+    async def refer(self, target: str, headers: dict[str, str] | None = None) -> None:
+        return None
+
+    async def send_message(self, text: str, headers: dict[str, str] | None = None) -> None:
+        return None
+
+    async def send_info(self, mime_type: str, body: str | bytes,
+                        headers: dict[str, str] | None = None) -> None:
+        return None

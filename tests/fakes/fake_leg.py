@@ -72,3 +72,15 @@ class FakeLeg:
 
     def send_digits(self, digits: str) -> None:
         self.actions.append(("digits", digits))
+
+    async def start_early_media(self, headers=None) -> None:
+        self.actions.append(("early_media", headers))
+
+    async def refer(self, target: str, headers=None) -> None:
+        self.actions.append(("refer", target, headers))
+
+    async def send_message(self, text: str, headers=None) -> None:
+        self.actions.append(("message", text))
+
+    async def send_info(self, mime_type: str, body, headers=None) -> None:
+        self.actions.append(("info", mime_type, body, headers))

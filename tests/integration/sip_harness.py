@@ -27,6 +27,7 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[tuple[str, tuple[Any, ...]]] = []
         self.audio_frames = 0
+        self.audio_events: list[int] = []
         self._changed = asyncio.Event()
 
     def _add(self, name: str, *args: Any) -> None:
@@ -50,6 +51,30 @@ class Recorder:
 
     def leg_audio(self, frame: AudioFrame) -> None:
         self.audio_frames += 1
+        self.audio_events.append(len(self.events))  # how many events preceded this frame
+        self._changed.set()
+
+    def leg_message(self, text: str, headers: dict[str, str]) -> None:
+        self._add("message", text, headers)
+
+    def leg_info(self, mime_type: str, body: str, headers: dict[str, str]) -> None:
+        self._add("info", mime_type, body, headers)
+
+    def leg_transfer_result(self, success: bool, code: int, reason: str) -> None:
+        self._add("transfer", success, code, reason)
+
+    async def wait_audio(self, frames: int, timeout: float = 15.0) -> None:
+        """Wait until ``frames`` audio frames have arrived."""
+        async def _wait() -> None:
+            while self.audio_frames < frames:
+                self._changed.clear()
+                await self._changed.wait()
+
+        try:
+            await asyncio.wait_for(_wait(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"only {self.audio_frames} audio frames within {timeout}s; "
+                                 f"events {self.names()}") from None
 
     def names(self) -> list[str]:
         return [n for n, _ in self.events]

@@ -70,7 +70,7 @@ class SipAdapter:
         rtp_open: coroutine opening an RTP session (default ``RtpSession.open``), for tests.
     """
 
-    ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
+    ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, MESSAGE, NOTIFY"
 
     def __init__(self, *, host: str, port: int, advertised_host: str, ports: PortAllocator,
                  on_incoming: Callable[[SipLeg], Awaitable[bool]], jitter_depth: int = 3,

@@ -2,7 +2,9 @@
 
 :class:`SipLeg` implements :class:`gateway.runtime.leg.CallLeg`. Inbound legs are built
 by the adapter from an INVITE whose SDP offer was acceptable; outbound legs are built by
-:meth:`SipAdapter.new_outbound_leg` and started with :meth:`SipLeg.dial`.
+:meth:`SipAdapter.new_outbound_leg` and started with :meth:`SipLeg.dial`. An inbound
+leg may send early media (183 with SDP) before it answers; REFER, MESSAGE and INFO live
+in :mod:`gateway.adapters.sip.indialog`.
 
 Guarantees to the runtime: every leg ends with exactly one terminal event
 (``leg_failed`` if it never connected, ``leg_disconnected`` otherwise), also when the
@@ -18,7 +20,8 @@ from typing import TYPE_CHECKING
 from gateway.adapters.sip import sdp
 from gateway.adapters.sip.dialog import Dialog, new_call_id
 from gateway.adapters.sip.digest import authorization, parse_challenge
-from gateway.adapters.sip.legcore import DTMF_INFO_TYPE, REASONS, LegCore, LegState
+from gateway.adapters.sip.indialog import LegInDialog
+from gateway.adapters.sip.legcore import REASONS, LegState
 from gateway.adapters.sip.message import (
     NameAddr,
     SipRequest,
@@ -42,7 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class SipLeg(LegCore):
+class SipLeg(LegInDialog):
     """A SIP call leg (see :class:`gateway.runtime.leg.CallLeg` for the contract).
 
     Build inbound legs with :meth:`inbound` (the adapter does), outbound ones with
@@ -83,15 +86,38 @@ class SipLeg(LegCore):
                                 extra=[("Contact", f"<{self._contact()}>")])
         tx.respond(resp)
 
+    def _sdp_answer(self) -> bytes:
+        """Our SDP answer to the INVITE's offer; the same bytes in 183 and 200 (RFC 6337)."""
+        if self._answer_sdp is None:
+            assert self._offer is not None and self._media is not None
+            port = self._rtp.local_port if self._rtp is not None else 9
+            self._answer_sdp = sdp.build_answer(self._offer, self._media,
+                                                self._adapter.advertised_host, port,
+                                                version=self._sdp_version)
+        return self._answer_sdp
+
+    async def start_early_media(self, headers: dict[str, str] | None = None) -> None:
+        """Send 183 Session Progress with the SDP answer and start RTP before answering
+        (early media, RFC 3960 gateway model); a second call does nothing."""
+        tx = self._require_inbound_unanswered("start_early_media")
+        if self._early_media:
+            return
+        assert self._media is not None
+        resp = tx.make_response(183, "Session Progress", to_tag=self.local_tag,
+                                body=self._sdp_answer(),
+                                extra=[("Contact", f"<{self._contact()}>"),
+                                       ("Allow", self._adapter.ALLOW),
+                                       *self._extra(headers)])
+        self._early_media = True
+        self._start_media(self._media)
+        tx.respond(resp)
+        log.info("%s early media (183, %s)", self._tag, self.media_format)
+
     async def answer(self, headers: dict[str, str] | None = None) -> None:
         """Send 200 OK with the SDP answer; ``leg_connected`` fires once it is sent."""
         tx = self._require_inbound_unanswered("answer")
         assert self._offer is not None and self._media is not None and self._invite
-        port = self._rtp.local_port if self._rtp is not None else 9
-        body = sdp.build_answer(self._offer, self._media, self._adapter.advertised_host, port,
-                                version=self._sdp_version)
-        self._answer_sdp = body
-        resp = tx.make_response(200, "OK", to_tag=self.local_tag, body=body,
+        resp = tx.make_response(200, "OK", to_tag=self.local_tag, body=self._sdp_answer(),
                                 extra=[("Contact", f"<{self._contact()}>"),
                                        ("Allow", self._adapter.ALLOW),
                                        ("Server", self._adapter.user_agent),
@@ -160,7 +186,8 @@ class SipLeg(LegCore):
 
     # ================================================================== in-dialog
     def on_request(self, req: SipRequest, tx: ServerTransaction) -> None:
-        """An in-dialog request (BYE, re-INVITE, OPTIONS, INFO...) in server transaction ``tx``."""
+        """An in-dialog request (BYE, re-INVITE, OPTIONS, INFO, MESSAGE, NOTIFY) in
+        server transaction ``tx``."""
         if self._dialog is not None and self._dialog.remote_seq is not None:
             if req.cseq[0] < self._dialog.remote_seq and req.method != "ACK":
                 tx.respond(make_response(req, 500, "CSeq Out of Order"))
@@ -186,6 +213,10 @@ class SipLeg(LegCore):
             tx.respond(make_response(req, 200, "OK", extra=[("Allow", self._adapter.ALLOW)]))
         elif method == "INFO":
             self._on_info(req, tx)
+        elif method == "MESSAGE":
+            self._on_message(req, tx)
+        elif method == "NOTIFY":
+            self._on_notify(req, tx)
         else:
             tx.respond(make_response(req, 405, "Method Not Allowed",
                                      extra=[("Allow", self._adapter.ALLOW)]))
@@ -216,15 +247,6 @@ class SipLeg(LegCore):
                              extra=[("Contact", f"<{self._contact()}>")])
         tx.respond(resp)
         self._retransmit_2xx(req.cseq[0], resp.serialize())
-
-    def _on_info(self, req: SipRequest, tx: ServerTransaction) -> None:
-        tx.respond(make_response(req, 200, "OK"))
-        ctype = (req.get("Content-Type") or "").split(";")[0].strip().lower()
-        if ctype == DTMF_INFO_TYPE:
-            for line in req.body.decode("utf-8", "replace").splitlines():
-                key, _, value = line.partition("=")
-                if key.strip().lower() == "signal" and value.strip():
-                    self._emit("leg_tone", value.strip()[0], 3)
 
     # ================================================================== outbound
     @classmethod

@@ -89,6 +89,8 @@ class LegCore:
         self._server_tx: ServerInviteTransaction | None = None
         self._offer: sdp.SessionDescription | None = None
         self._pending_2xx: dict[int, tuple[bytes, asyncio.TimerHandle | None]] = {}
+        self._answer_sdp: bytes | None = None  # sent in 183 (early media) and 200
+        self._early_media = False
         # outbound
         self._target = ""
         self._extra_headers: dict[str, str] = {}
