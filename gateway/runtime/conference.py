@@ -36,6 +36,29 @@ Names follow Voximplant's VoxEngine reference (``VoxEngine.createConference``,
   (``duration`` in seconds, ``cost`` 0). The owning session stops its conferences
   (without events) when it ends.
 
+Named conferences (a gateway extension standing in for VoxEngine's conference rules and
+``VoxEngine.callConference(conferenceId)``, where every call to one conference id lands in
+one conference session): ``VoxEngine.create_conference(name="room-1")`` is shared per
+account. The first session that asks creates it (kept in ``Runtime.conferences`` under
+``(account_id, name)``); later sessions of the same account get the same object and join
+with ``send_media_between(call, conference)``. Another account never sees it (the same
+name there is another conference). The first session's parameters win; a later explicit
+rate that differs raises :class:`ConferenceError`. Lifetime rule:
+
+* every session that called ``create_conference(name=...)`` *holds* the conference;
+* when a holder ends, its listeners are dropped first, then the endpoints of its units
+  are removed (the other sessions hear ``EndpointRemoved``); everyone else keeps talking;
+* the conference closes (no events: nobody listens any more) when its last holder ends,
+  and leaves the registry; by then every holder's endpoints have left with their
+  sessions. A later ``create_conference(name=...)`` starts a new one;
+* ``conference.stop()`` from any holder stops it for all of them at once
+  (``Stopped`` reaches every session's listeners) and frees the name.
+
+Each listener runs in the session that added it (``current_session``, the handler
+watchdog, its tasks) and a failing handler ends that session only. ``Started`` reaches
+the listeners of the session whose ``create_conference`` call it answers, so each
+session hears it once.
+
 Events (``ConferenceEvents``; each carries ``conference``): ``Started``, ``Stopped``
 (``duration``, ``cost``), ``EndpointAdded``, ``EndpointUpdated`` (direction changed) and
 ``EndpointRemoved`` with ``endpoint``, ``endpointId`` (also ``endpoint_id``), ``call``
@@ -71,7 +94,7 @@ from gateway.errors import GatewayError
 from gateway.media.clock import get_media_clock
 from gateway.media.format import AudioFormat, AudioFrame, Encoding
 from gateway.runtime.context import current_session
-from gateway.runtime.events import ErrorSink, EventTarget
+from gateway.runtime.events import ErrorSink, Event, EventTarget, Handler, call_handler
 from gateway.runtime.media_unit import MediaUnit
 
 if TYPE_CHECKING:
@@ -88,6 +111,7 @@ __all__ = [
     "ConferenceEvents",
     "Endpoint",
     "create_conference",
+    "named_conference",
 ]
 
 log = logging.getLogger(__name__)
@@ -142,6 +166,12 @@ def create_conference(parameters: dict[str, Any] | None = None, *, hd_audio: boo
     Raises:
         ValueError: an unknown parameter or a bad rate.
     """
+    return Conference(sample_rate=_rate(parameters, hd_audio, sample_rate), owner=owner)
+
+
+def _rate(parameters: dict[str, Any] | None, hd_audio: bool | None,
+          sample_rate: int | None) -> int:
+    """The mixing rate ConferenceParameters ask for (Hz)."""
     params = dict(parameters or {})
     unknown = set(params) - {"hd_audio", "sample_rate"}
     if unknown:
@@ -150,9 +180,64 @@ def create_conference(parameters: dict[str, Any] | None = None, *, hd_audio: boo
         hd_audio = bool(params.get("hd_audio", False))
     if sample_rate is None:
         sample_rate = params.get("sample_rate")
-    rate = int(sample_rate) if sample_rate is not None else (
+    return int(sample_rate) if sample_rate is not None else (
         HD_RATE if hd_audio else NARROWBAND_RATE)
-    return Conference(sample_rate=rate, owner=owner)
+
+
+def named_conference(session: Any, name: str, parameters: dict[str, Any] | None = None, *,
+                     hd_audio: bool | None = None, sample_rate: int | None = None,
+                     ) -> Conference:
+    """The account's conference called ``name``, created on first use; ``session`` holds
+    it from now on (the lifetime rule is in the module docstring).
+
+    Args:
+        session: the asking session (its ``runtime.conferences`` is the registry, its
+            ``match.account_id`` the namespace).
+        name: the conference's name (non-empty).
+        parameters, hd_audio, sample_rate: as :func:`create_conference`; they apply
+            when this call creates the conference.
+
+    Raises:
+        ValueError: an empty name, an unknown parameter or a bad rate.
+        ConferenceError: the conference exists and an explicit rate differs from its own.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError("create_conference: name must be a non-empty string")
+    rate = _rate(parameters, hd_audio, sample_rate)
+    explicit = (hd_audio is not None or sample_rate is not None
+                or bool(parameters and set(parameters) & {"hd_audio", "sample_rate"}))
+    registry: dict[tuple[int, str], Conference] = session.runtime.conferences
+    key = (int(session.match.account_id), name)
+    conf = registry.get(key)
+    if conf is not None and not conf.active:
+        registry.pop(key, None)
+        conf = None
+    if conf is None:
+        conf = Conference(sample_rate=rate, owner=session, name=name)
+        conf._registry = registry
+        registry[key] = conf
+    elif explicit and rate != conf.sample_rate:
+        raise ConferenceError(
+            f"conference {name!r} already mixes at {conf.sample_rate} Hz, not {rate} Hz",
+            session_id=getattr(session, "id", None))
+    else:
+        conf._queue(ConferenceEvents.Started, lambda: {}, only=session)
+    conf._hold(session)
+    return conf
+
+
+class _Hold:
+    """A session's hold on a named conference: closed with the session's units."""
+
+    def __init__(self, conference: Conference, session: Any) -> None:
+        self.conference = conference
+        self.session = session
+
+    async def close(self) -> None:
+        self.conference._release(self.session)
+
+    def __repr__(self) -> str:
+        return f"<hold on {self.conference!r}>"
 
 
 class Endpoint(MediaUnit):
@@ -172,6 +257,13 @@ class Endpoint(MediaUnit):
         super().__init__()
         self._conference = conference
         self._unit = unit
+        #: The session the unit belongs to (its event owner when that is a session,
+        #: else the one running now): a named conference removes the endpoint when that
+        #: session ends.
+        owner = getattr(unit, "_owner", None)
+        if not callable(getattr(owner, "register_unit", None)):
+            owner = current_session.get(None)
+        self._session: Any = owner
         self._id = uuid.uuid4().hex
         self._display_name = str(display_name or "")
         self.input_format = self.output_format = conference.format
@@ -293,7 +385,9 @@ class Conference(MediaUnit, EventTarget):
         sample_rate: mixing rate (Hz); PCM16 mono at this rate is the conference's
             format (:attr:`format`).
         owner: the session (default: the one running now); it stops the conference
-            when it ends.
+            when it ends (unless ``name`` is given).
+        name: a named conference (see :func:`named_conference`, which makes them):
+            shared by the sessions that hold it; its owner is the creating session.
 
     Attributes:
         format: the conference's :class:`AudioFormat` (PCM16 at ``sample_rate``).
@@ -301,7 +395,7 @@ class Conference(MediaUnit, EventTarget):
     """
 
     def __init__(self, *, sample_rate: int = NARROWBAND_RATE,
-                 owner: ErrorSink | None = None) -> None:
+                 owner: ErrorSink | None = None, name: str | None = None) -> None:
         from gateway.media.mixer import MixMinusMixer  # numpy: load on use
 
         if int(sample_rate) < 8000 or int(sample_rate) > 48000:
@@ -321,18 +415,72 @@ class Conference(MediaUnit, EventTarget):
         self._loop = asyncio.get_running_loop()
         self._clock = get_media_clock()
         self._tick_handle: int | None = None
-        self._pending: deque[tuple[str, Callable[[], dict[str, Any]]]] = deque()
+        self._pending: deque[tuple[str, Callable[[], dict[str, Any]], Any]] = deque()
         self._flush_handle: asyncio.Handle | None = None
         self.ticks = 0
+        self._name = name
+        #: Sessions holding a named conference (see the module docstring).
+        self._holders: list[Any] = []
+        #: Where a named conference is registered (``Runtime.conferences``).
+        self._registry: dict[tuple[int, str], Conference] | None = None
+        #: The session each listener runs in, parallel to ``_listeners[event]``.
+        self._listener_owners: dict[str, list[Any]] = {}
         register = getattr(session, "register_unit", None)
-        if callable(register):
+        if callable(register) and name is None:
             register(self)
-        self._queue(ConferenceEvents.Started, lambda: {})
+        # a named conference's Started is for its creator (each joiner gets its own)
+        self._queue(ConferenceEvents.Started, lambda: {},
+                    only=session if name is not None else None)
 
     # -- VoxEngine API --------------------------------------------------------------
     def id(self) -> str:
         """The conference's id."""
         return self._id
+
+    @property
+    def name(self) -> str | None:
+        """The name of a named conference (``create_conference(name=...)``), else None."""
+        return self._name
+
+    # -- events: each listener runs in its own session ----------------------------------
+    def add_event_listener(self, event: str, handler: Handler) -> None:
+        """Subscribe ``handler`` to ``event``; it runs in the session adding it (for a
+        named conference shared by several sessions; otherwise the owner)."""
+        super().add_event_listener(event, handler)
+        owner = current_session.get(None) if self._name is not None else None
+        self._listener_owners.setdefault(event, []).append(owner or self._owner)
+
+    def remove_event_listener(self, event: str, handler: Handler | None = None) -> None:
+        """Unsubscribe ``handler``, or every handler of ``event`` when None."""
+        if handler is None:
+            self._listeners.pop(event, None)
+            self._listener_owners.pop(event, None)
+            return
+        handlers = self._listeners.get(event)
+        if handlers and handler in handlers:
+            i = handlers.index(handler)
+            del handlers[i]
+            del self._listener_owners[event][i]
+
+    def dispatch(self, event: str | Event, **payload: Any) -> Event:
+        """Fire ``event`` to every listener, each in its own session."""
+        ev = event if isinstance(event, Event) else Event(event, **payload)
+        self._dispatch_to(ev, None)
+        return ev
+
+    def _dispatch_to(self, ev: Event, only: Any) -> None:
+        handlers = self._listeners.get(ev.event_name)
+        if not handlers:
+            return
+        owners = self._listener_owners.get(ev.event_name, [])
+        for handler, owner in list(zip(handlers, owners, strict=True)):
+            if only is not None and owner is not only:
+                continue
+            run = getattr(owner, "run_in_context", None)
+            if run is not None:
+                run(call_handler, owner, handler, (ev,), ev.event_name)
+            else:
+                call_handler(owner, handler, (ev,), ev.event_name)
 
     @property
     def active(self) -> bool:
@@ -492,6 +640,7 @@ class Conference(MediaUnit, EventTarget):
         self.stop_all_media()
         self._active = False
         self._unsubscribe()
+        self._forget()
         duration = round(time.monotonic() - self._t0)
         self._queue(ConferenceEvents.Stopped, lambda: {"duration": duration, "cost": 0})
 
@@ -505,10 +654,51 @@ class Conference(MediaUnit, EventTarget):
         for ep in list(self._endpoints):
             self._drop(ep, announce=False)
         self._unsubscribe()
+        self._forget()
 
     def __repr__(self) -> str:
         state = "active" if self._active else "stopped"
-        return f"<Conference {self._id[:8]} {state} {len(self._endpoints)} endpoints>"
+        named = f" {self._name!r}" if self._name is not None else ""
+        return f"<Conference {self._id[:8]}{named} {state} {len(self._endpoints)} endpoints>"
+
+    # -- named conferences: holders ---------------------------------------------------
+    def _hold(self, session: Any) -> None:
+        """``session`` holds this named conference until it ends."""
+        if any(h is session for h in self._holders):
+            return
+        self._holders.append(session)
+        register = getattr(session, "register_unit", None)
+        if callable(register):
+            register(_Hold(self, session))
+
+    def _release(self, session: Any) -> None:
+        """``session`` has ended: its listeners go, then its endpoints (the others hear
+        ``EndpointRemoved``); the last holder's end closes the conference."""
+        self._holders = [h for h in self._holders if h is not session]
+        for event, owners in list(self._listener_owners.items()):
+            handlers = self._listeners.get(event, [])
+            keep = [i for i, o in enumerate(owners) if o is not session]
+            self._listener_owners[event] = [owners[i] for i in keep]
+            self._listeners[event] = [handlers[i] for i in keep]
+        self._pending = deque(p for p in self._pending if p[2] is not session)
+        for ep in list(self._endpoints):
+            if ep._session is session:
+                self._drop(ep)
+        if not self._holders and self._active:
+            self._pending.clear()
+            self._active = False
+            for ep in list(self._endpoints):
+                self._drop(ep, announce=False)
+            self._unsubscribe()
+            self._forget()
+
+    def _forget(self) -> None:
+        """Free the name: a later ``create_conference(name=...)`` makes a new one."""
+        registry = self._registry
+        if registry is not None and self._name is not None:
+            for key, conf in list(registry.items()):
+                if conf is self:
+                    del registry[key]
 
     # -- MediaUnit hooks ------------------------------------------------------------
     def _source_attached(self, source: MediaUnit) -> None:
@@ -612,16 +802,18 @@ class Conference(MediaUnit, EventTarget):
             self._clock.unsubscribe(self._tick_handle)
             self._tick_handle = None
 
-    def _queue(self, name: str, payload: Callable[[], dict[str, Any]]) -> None:
-        self._pending.append((name, payload))
+    def _queue(self, name: str, payload: Callable[[], dict[str, Any]], *,
+               only: Any = None) -> None:
+        """Dispatch ``name`` soon, to the listeners of session ``only`` (None: all)."""
+        self._pending.append((name, payload, only))
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_handle = None
         while self._pending:
-            name, payload = self._pending.popleft()
-            self.dispatch(name, conference=self, **payload())
+            name, payload, only = self._pending.popleft()
+            self._dispatch_to(Event(name, conference=self, **payload()), only)
 
     def _tick(self) -> None:
         endpoints = self._endpoints

@@ -13,7 +13,7 @@ import logging
 import re
 from collections import deque
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.errors import GatewayError, ScenarioError
 from gateway.runtime.call import Call
@@ -30,6 +30,9 @@ from gateway.runtime.records import (
 )
 from gateway.runtime.session import Session
 from gateway.runtime.watchdog import DEFAULT_HANDLER_TIME_LIMIT
+
+if TYPE_CHECKING:
+    from gateway.runtime.conference import Conference
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +110,9 @@ class Runtime:
         self.sessions: dict[str, Session] = {}
         #: The most recently ended sessions (newest last), for logs and inspection.
         self.recent: deque[Session] = deque(maxlen=100)
+        #: Named conferences (``VoxEngine.create_conference(name=...)``) by
+        #: ``(account_id, name)``; each removes itself when it closes.
+        self.conferences: dict[tuple[int, str], Conference] = {}
 
     # -- session lifecycle ----------------------------------------------------
     async def _new_session(self, match: RuleMatch, custom_data: str | None,
@@ -202,6 +208,11 @@ class Runtime:
             return await asyncio.to_thread(path.read_text, encoding="utf-8")
         except FileNotFoundError:
             return None
+
+    def named_conference(self, account_id: int, name: str) -> Conference | None:
+        """``account_id``'s running conference called ``name``, or None."""
+        conf = self.conferences.get((int(account_id), name))
+        return conf if conf is not None and conf.active else None
 
     def find_session(self, session_id: str) -> Session | None:
         """A running or recently ended session by id."""

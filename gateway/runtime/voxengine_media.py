@@ -80,25 +80,39 @@ class MediaFactories:
                    owner=self._session)
 
     def create_conference(self, parameters: dict[str, Any] | None = None, *,
-                          hd_audio: bool | None = None,
-                          sample_rate: int | None = None) -> Conference:
+                          hd_audio: bool | None = None, sample_rate: int | None = None,
+                          name: str | None = None) -> Conference:
         """Create a :class:`gateway.runtime.conference.Conference` in this session
         (VoxEngine ``createConference(ConferenceParameters)``); ``ConferenceEvents.Started``
         follows. Join units with ``send_media_between(call, conference)`` or
         ``conference.add(call=...)``; the session stops the conference when it ends.
 
+        With ``name`` the conference is shared by the account's sessions (the gateway's
+        stand-in for VoxEngine's conference rule + ``callConference(conferenceId)``): the
+        first session that asks creates it, later ones get the same object; each session's
+        endpoints leave when it ends and the conference closes when the last session
+        holding it ends (:mod:`gateway.runtime.conference`, "Named conferences").
+
         Args:
             parameters: ``{"hd_audio": bool}`` (VoxEngine) and/or ``{"sample_rate": Hz}``.
             hd_audio: mix at 48 kHz instead of VoxEngine's narrowband 8 kHz.
             sample_rate: mix at this rate (8000-48000 Hz), overriding ``hd_audio``.
+            name: share the conference under this name within the account.
 
         Raises:
-            ValueError: an unknown parameter or a bad rate.
+            ValueError: an unknown parameter, a bad rate or an empty name.
+            ConferenceError: the named conference exists at another explicit rate.
             SessionEndedError: the session has ended.
         """
         self._session.check_alive("VoxEngine.create_conference")
-        from gateway.runtime.conference import create_conference  # numpy: load on use
+        from gateway.runtime.conference import (  # numpy: load on use
+            create_conference,
+            named_conference,
+        )
 
+        if name is not None:
+            return named_conference(self._session, name, parameters, hd_audio=hd_audio,
+                                    sample_rate=sample_rate)
         return create_conference(parameters, hd_audio=hd_audio, sample_rate=sample_rate,
                                  owner=self._session)
 

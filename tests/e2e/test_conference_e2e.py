@@ -6,8 +6,11 @@ capture, each callee's received audio must carry the other two tones and not its
 (energy shares of the spectrum, not timing). While they talk, no call reports
 ``CallEvents.PlaybackFinished``: the conference keeps each call's playout fed.
 
-The callees are UASs because every inbound call starts its own session, and a conference
-lives in one session (VoxEngine's "local" conference); the scenario dials them instead.
+The first test's callees are UASs dialled by one session (a session's own conference,
+VoxEngine's "local" one). The second test has three sipp *callers*
+(tests/e2e/sipp/uac_rtp_stream.xml): every inbound call starts its own session, and the
+sessions meet in the account's conference named "room"
+(``VoxEngine.create_conference(name="room")``), with the same spectral checks.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 import pytest
 
 from gateway.media.g711 import pcm16_to_ulaw, ulaw_to_pcm16
+from gateway.settings import Settings
 from tests.e2e.helpers import session_id_of, wait_until
 from tests.integration.sip_harness import SCENARIOS, sipp, wait_sipp_listening
 from tests.peers import require_binary
@@ -171,7 +175,34 @@ def samples(packets: list[tuple[int, bytes]]) -> np.ndarray:
     return np.frombuffer(pcm, dtype="<i2").astype(np.float64)
 
 
-# -- the test ----------------------------------------------------------------------------------
+def assert_each_hears_the_others(pcap: Path, settings: Settings, tail: int = 10) -> None:
+    """From the capture: each sipp leg (found by the tone it sends to the gateway) hears
+    the other two tones and not its own, in the 2 s before its last ``tail`` packets
+    (the final packets may already miss a leg that hung up first)."""
+    flows = rtp_flows(pcap)
+    gw_ports = range(settings.rtp_port_min, settings.rtp_port_max + 1)
+    legs = {}  # sipp's RTP port -> (the tone it sent, what it received)
+    for (src, dst), packets in flows.items():
+        if src in gw_ports or dst not in gw_ports or len(packets) < 100:
+            continue
+        sent = samples(packets)
+        own = max(FREQS, key=lambda f: band_share(sent, f))
+        if band_share(sent, own) < 0.9:
+            continue  # not one of our sipp legs (another test's traffic in the range)
+        legs[src] = (own, flows.get((dst, src), []))
+    assert sorted(own for own, _ in legs.values()) == sorted(FREQS), legs.keys()
+
+    for own, received in legs.values():
+        assert len(received) >= TICKS_TOGETHER, (own, len(received))
+        x = samples(received)[-(100 + tail) * 160:-tail * 160]
+        shares = {f: band_share(x, f) for f in FREQS}
+        others = [f for f in FREQS if f != own]
+        for f in others:
+            assert shares[f] > 0.3, (own, shares)  # hears each of the other two
+        assert shares[own] < 1e-3 * min(shares[f] for f in others), (own, shares)  # not itself
+
+
+# -- the tests ---------------------------------------------------------------------------------
 async def test_three_sipp_legs_each_hear_the_other_two_and_not_themselves(e2e, tmp_path):
     require_binary("sipp")
     settings = e2e.gw.settings
@@ -217,25 +248,84 @@ async def test_three_sipp_legs_each_hear_the_other_two_and_not_themselves(e2e, t
         await session.wait_ended(10)
     assert sorted(state["removed"]) == sorted(c for c, _ in state["added"])
 
-    flows = rtp_flows(pcap)
-    gw_ports = range(settings.rtp_port_min, settings.rtp_port_max + 1)
-    legs = {}  # sipp's RTP port -> (the tone it sent, what it received)
-    for (src, dst), packets in flows.items():
-        if src in gw_ports or dst not in gw_ports or len(packets) < 100:
-            continue
-        sent = samples(packets)
-        own = max(FREQS, key=lambda f: band_share(sent, f))
-        if band_share(sent, own) < 0.9:
-            continue  # not one of our callees (another test's traffic in the range)
-        legs[src] = (own, flows.get((dst, src), []))
-    assert sorted(own for own, _ in legs.values()) == sorted(FREQS), legs.keys()
+    assert_each_hears_the_others(pcap, settings)
 
-    for own, received in legs.values():
-        assert len(received) >= TICKS_TOGETHER, (own, len(received))
-        # the last 2 s before the hang-up (the final packets may already miss a leg)
-        x = samples(received)[-(100 + 10) * 160:-10 * 160]
-        shares = {f: band_share(x, f) for f in FREQS}
-        others = [f for f in FREQS if f != own]
-        for f in others:
-            assert shares[f] > 0.3, (own, shares)  # hears each of the other two
-        assert shares[own] < 1e-3 * min(shares[f] for f in others), (own, shares)  # not itself
+
+#: Inbound: each caller's call starts its own session, whose scenario answers and joins the
+#: account's conference named "room" (``create_conference(name=...)``); an HTTP request to
+#: a session's access URL ends it (and hangs up its caller).
+ROOM_SCENARIO = """
+state = {"conf": None, "failed": [], "playback_finished": 0}
+
+def playback_finished(ev):
+    state["playback_finished"] += 1
+
+def on_alerting(e):
+    conf = VoxEngine.create_conference(name="room")
+    state["conf"] = conf
+    call = e.call
+    call.add_event_listener(CallEvents.Connected,
+                            lambda ev: VoxEngine.send_media_between(ev.call, conf))
+    call.add_event_listener(CallEvents.PlaybackFinished, playback_finished)
+    call.add_event_listener(CallEvents.Disconnected, lambda ev: VoxEngine.terminate())
+    call.add_event_listener(CallEvents.Failed,
+                            lambda ev: (state["failed"].append(ev.code), VoxEngine.terminate()))
+    call.answer()
+
+def on_http(e):
+    VoxEngine.terminate()
+    return "bye"
+
+VoxEngine.add_event_listener(AppEvents.CallAlerting, on_alerting)
+VoxEngine.add_event_listener(AppEvents.HttpRequest, on_http)
+"""
+
+
+async def test_three_sipp_callers_meet_in_a_named_conference(e2e, tmp_path):
+    """Three sipp callers (tests/e2e/sipp/uac_rtp_stream.xml, one tone each) dial in; each
+    inbound call is its own session, and all three join the conference named "room".
+    Each caller hears the other two tones and not its own (from the dumpcap capture)."""
+    require_binary("sipp")
+    settings = e2e.gw.settings
+    runtime = e2e.gw.runtime
+    await e2e.rule_with("room", ROOM_SCENARIO, name="room")
+    template = (SCENARIOS / "uac_rtp_stream.xml").read_text()
+    xmls = []
+    for freq in FREQS:
+        tone = tone_file(tmp_path / f"tone{freq}.ul", freq)
+        xml = tmp_path / f"uac_{freq}.xml"
+        xml.write_text(template.replace('rtp_stream="tone.ul,', f'rtp_stream="{tone},'))
+        xmls.append(xml)
+    remote = f"127.0.0.1:{e2e.sip_port}"
+
+    async with capture(tmp_path / "rtp.pcap", settings.rtp_port_min,
+                       settings.rtp_port_max) as pcap:
+        async with sipp(tmp_path, "-sf", str(xmls[0]), "-s", "room", remote=remote) as c1, \
+                sipp(tmp_path, "-sf", str(xmls[1]), "-s", "room", remote=remote) as c2, \
+                sipp(tmp_path, "-sf", str(xmls[2]), "-s", "room", remote=remote) as c3:
+            callers = [c1, c2, c3]
+            await wait_until(lambda: (conf := runtime.named_conference(1, "room")) is not None
+                             and len(conf.get_list()) == 3, 20,
+                             "three callers in the conference")
+            sessions = list(runtime.sessions.values())
+            assert len(sessions) == 3  # one session per caller ...
+            conf = runtime.named_conference(1, "room")
+            assert all(s.namespace["state"]["conf"] is conf for s in sessions)  # ... one room
+            assert [ep.get_direction() for ep in conf.get_list()] == ["BOTH"] * 3
+            assert runtime.named_conference(2, "room") is None  # not another account's
+            start = conf.ticks
+            await wait_until(lambda: conf.ticks >= start + TICKS_TOGETHER, 20,
+                             f"{TICKS_TOGETHER} mixing ticks with all three")
+            for s in sessions:
+                assert s.namespace["state"]["failed"] == []
+                assert s.namespace["state"]["playback_finished"] == 0
+            replies = await asyncio.gather(*(e2e.http.post(s.access_url, content=b"end")
+                                             for s in sessions))
+            assert [r.status_code for r in replies] == [200] * 3
+            for caller in callers:  # each got its session's BYE and answered it
+                assert await caller.wait(20) == 0, caller.logs()
+        for s in sessions:
+            await s.wait_ended(10)
+    assert not conf.active and runtime.named_conference(1, "room") is None
+
+    assert_each_hears_the_others(pcap, settings, tail=25)

@@ -419,3 +419,159 @@ async def test_scenario_conference_with_calls_and_session_end():
     assert "stopped" not in ns["log"]  # closed with the session, not stop()ped
     with pytest.raises(SessionEndedError):
         ns["VoxEngine"].create_conference()
+
+
+# -- named conferences: shared by the sessions of one account --------------------------------
+NAMED = """
+from gateway.runtime.context import current_session
+from gateway.runtime.conference import ConferenceEvents
+log = []
+boom = {"on": False}
+conf = VoxEngine.create_conference(name="room")
+
+def on_added(e):
+    log.append(("added", e.call.id(), current_session.get().id))
+    if boom["on"]:
+        raise RuntimeError("boom")
+
+conf.add_event_listener(ConferenceEvents.Started, lambda e: log.append("started"))
+conf.add_event_listener(ConferenceEvents.EndpointAdded, on_added)
+conf.add_event_listener(ConferenceEvents.EndpointRemoved,
+                        lambda e: log.append(("removed", e.call.id())))
+conf.add_event_listener(ConferenceEvents.Stopped, lambda e: log.append("stopped"))
+def join(call):
+    VoxEngine.send_media_between(call, conf)
+"""
+
+
+async def _named_session(rt: Runtime, account_id: int = 1) -> Any:
+    match = RuleMatch(account_id, 1, "app", 1, "rule", [ScenarioSource(1, "room", NAMED)])
+    started = await rt.start_scenarios(match, None)
+    return rt.sessions[started.session_id]
+
+
+class Talkers:
+    """Feeds each Call its tone (one PCMU frame per media clock tick), as its leg would."""
+
+    def __init__(self, calls: dict[Any, float]) -> None:
+        self.tones = {call: Tone(freq) for call, freq in calls.items()}
+        self._clock = get_media_clock()
+        self._handle = self._clock.subscribe(self._tick)
+
+    def _tick(self) -> None:
+        for call, tone in list(self.tones.items()):
+            if call.state() != "TERMINATED":
+                call.leg_audio(AudioFrame(tone.frame(), PCMU_8K))
+
+    def close(self) -> None:
+        self._clock.unsubscribe(self._handle)
+
+
+async def played_after(call: Any, frames: int, skip: int = 10) -> np.ndarray:
+    """The next ``frames`` frames played to ``call``'s leg after ``skip`` more (8 kHz)."""
+    start = len(call._leg.played) + skip
+    async with asyncio.timeout(10):
+        while len(call._leg.played) < start + frames:
+            await asyncio.sleep(0.02)
+    pcm = b"".join(f.data for f in call._leg.played[start:start + frames])
+    return np.frombuffer(ulaw_to_pcm16(pcm), dtype="<i2").astype(np.float64)
+
+
+async def test_named_conference_is_shared_and_outlives_a_session_that_ends():
+    rt = Runtime(MemoryStore(), "http://127.0.0.1:8080")
+    s1, s2, s3 = [await _named_session(rt) for _ in range(3)]
+    conf = s1.namespace["conf"]
+    assert s2.namespace["conf"] is conf and s3.namespace["conf"] is conf
+    assert rt.named_conference(1, "room") is conf and conf.name == "room"
+    calls = [s.add_call(FakeLeg()) for s in (s1, s2, s3)]
+    for s, call in zip((s1, s2, s3), calls, strict=True):
+        s.namespace["join"](call)
+    talk = Talkers(dict(zip(calls, FREQS, strict=True)))
+    try:
+        for i, call in enumerate(calls):  # each hears the other two and not itself
+            assert_hears(await played_after(call, 50), set(FREQS) - {FREQS[i]})
+        for s in (s1, s2, s3):
+            log = s.namespace["log"]
+            assert log[0] == "started" and log.count("started") == 1  # its own Started
+            # every session hears every endpoint, each handler in its own session
+            assert log[1:] == [("added", c.id(), s.id) for c in calls]
+
+        s1.terminate()  # the creator ends: only its endpoint leaves
+        await s1.wait_ended(5)
+        assert [ep.get_call() for ep in conf.get_list()] == calls[1:]
+        assert conf.active and rt.named_conference(1, "room") is conf
+        for s in (s2, s3):
+            assert s.namespace["log"][-1] == ("removed", calls[0].id())
+        # its call hung up while it was ending (as in a session's own conference) ...
+        assert s1.namespace["log"][-1] == ("removed", calls[0].id())
+        ended_log = list(s1.namespace["log"])  # ... and after that it hears nothing
+        assert_hears(await played_after(calls[1], 50), {FREQS[2]})  # 2 still hears 3
+        assert_hears(await played_after(calls[2], 50), {FREQS[1]})
+
+        s4 = await _named_session(rt)  # a newcomer joins the running conference
+        assert s4.namespace["conf"] is conf and s4.namespace["log"] == []
+        await asyncio.sleep(0)
+        assert s4.namespace["log"] == ["started"]
+        s4.namespace["join"](s4.add_call(FakeLeg()))
+        await asyncio.sleep(0)
+        assert s4.namespace["log"][-1][0] == "added" and s2.namespace["log"][-1][0] == "added"
+        assert s1.namespace["log"] == ended_log
+    finally:
+        talk.close()
+    s2.terminate()
+    s3.terminate()
+    await s2.wait_ended(5)
+    await s3.wait_ended(5)
+    assert conf.active  # s4 still holds it, with no endpoints
+    await rt.stop()  # the last holder ends: the conference closes and frees its name
+    assert not conf.active and conf.get_list() == [] and rt.conferences == {}
+    assert all("stopped" not in s.namespace["log"] for s in (s1, s2, s3, s4))
+
+
+async def test_named_conference_is_per_account_and_a_failing_handler_ends_only_its_session():
+    rt = Runtime(MemoryStore(), "http://127.0.0.1:8080")
+    a1, a2 = await _named_session(rt, 1), await _named_session(rt, 1)
+    other = await _named_session(rt, 2)
+    conf, theirs = a1.namespace["conf"], other.namespace["conf"]
+    assert a2.namespace["conf"] is conf
+    assert theirs is not conf  # same name, another account: another conference
+    assert rt.named_conference(1, "room") is conf and rt.named_conference(2, "room") is theirs
+    assert rt.named_conference(3, "room") is None
+
+    c1, x = a1.add_call(FakeLeg()), other.add_call(FakeLeg())
+    a2.namespace["boom"]["on"] = True  # a2's EndpointAdded handler raises
+    a1.namespace["join"](c1)
+    other.namespace["join"](x)
+    talk = Talkers({c1: FREQS[0], x: FREQS[1]})
+    try:
+        await a2.wait_ended(5)  # its handler failed: a2 ends ...
+        assert a2.record.finish_reason == "error"
+        assert not a1.ended and conf.active  # ... a1 and the conference do not
+        assert a1.namespace["log"][-1] == ("added", c1.id(), a1.id)
+        assert all(e[1] != x.id() for e in a1.namespace["log"] if isinstance(e, tuple))
+        assert [ep.get_call() for ep in theirs.get_list()] == [x]
+        # account 2's caller hears nothing of account 1's (it is alone in its room)
+        assert tones_in(await played_after(x, 50))[FREQS[0]] < 1e-3
+        assert [ep.get_call() for ep in conf.get_list()] == [c1]
+    finally:
+        talk.close()
+    await rt.stop()
+    assert rt.conferences == {}
+
+
+async def test_named_conference_stop_ends_it_for_every_session_and_frees_the_name():
+    rt = Runtime(MemoryStore(), "http://127.0.0.1:8080")
+    s1, s2 = await _named_session(rt), await _named_session(rt)
+    conf = s1.namespace["conf"]
+    s2.namespace["conf"].stop()
+    await asyncio.sleep(0)
+    assert not conf.active and rt.named_conference(1, "room") is None
+    assert s1.namespace["log"][-1] == "stopped" and s2.namespace["log"][-1] == "stopped"
+    s3 = await _named_session(rt)
+    assert s3.namespace["conf"] is not conf and s3.namespace["conf"].active
+    with pytest.raises(ConferenceError):
+        s3.namespace["VoxEngine"].create_conference(name="room", sample_rate=16000)
+    with pytest.raises(ValueError):
+        s3.namespace["VoxEngine"].create_conference(name="")
+    await rt.stop()
+    assert rt.conferences == {}
