@@ -15,15 +15,13 @@ import asyncio
 from pathlib import Path, PurePosixPath
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 
-from gateway.api.auth import Authenticator, authorization_failed
-from gateway.api.errors import AUTHORIZATION_FAILED, PlatformError
-from gateway.api.params import read_params
+from gateway.api.auth import Authenticator
+from gateway.api.logs import reader
 from gateway.api.responses import ERROR_BODY
 from gateway.settings import Settings
 from gateway.store import Store
-from gateway.store.keys import Permission
 
 #: Content type of each recording format.
 MEDIA_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg"}
@@ -54,15 +52,9 @@ def build_router(store: Store, settings: Settings, authenticator: Authenticator)
                            404: {"description": "No such recording in this account",
                                  "content": text}})
     async def download_record(request: Request, record_id: str) -> Response:
-        try:
-            params = await read_params(request)
-            headers = {k.lower(): v for k, v in request.headers.items()}
-            principal = await authenticator(params, headers, store)
-            if principal.permission < Permission.READ:
-                raise authorization_failed()
-        except PlatformError as exc:
-            status = 401 if exc.code == AUTHORIZATION_FAILED else 400
-            return JSONResponse(exc.body(), status_code=status)
+        principal = await reader(request, store, authenticator)
+        if isinstance(principal, Response):
+            return principal
         record = await store.get_recording(principal.account.account_id, record_id)
         path = None if record is None else recording_file(settings.recordings_dir, record.path)
         if record is None or path is None or not await asyncio.to_thread(path.is_file):
