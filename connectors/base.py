@@ -334,6 +334,32 @@ class VoiceAIClient(MediaUnit, EventTarget):
             log_line(f"{self.vendor}: error: {message}", logging.WARNING)
         self.dispatch(VoiceAIEvents.Error, message=message, data=dict(data or {}), client=self)
 
+    def _malformed(self, raw: bytes | str, why: str, what: str = "JSON") -> None:
+        """A vendor frame the client cannot read: ``VoiceAIEvents.Error`` with a precise
+        message and an excerpt; reading goes on."""
+        excerpt = frame_excerpt(raw)
+        self._dispatch_error(f"malformed {what} from {self.vendor}: {why}: {excerpt}",
+                             {"raw": excerpt})
+
+    def _handle_frame(self, raw: bytes | str, handle: Callable[[dict[str, Any]], Any],
+                      what: str = "message") -> None:
+        """Parse one JSON text frame and pass the object to ``handle``; an unreadable
+        frame, a non-object, or a shape ``handle`` cannot follow becomes
+        :meth:`_malformed` instead of ending the connection."""
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            self._malformed(raw, str(exc))
+            return
+        if not isinstance(data, dict):
+            self._malformed(raw, "not a JSON object")
+            return
+        try:
+            handle(data)
+        except Exception as exc:  # a shape the handling cannot follow
+            log.debug("%s: handling %r failed", self.vendor, data.get("type"), exc_info=True)
+            self._malformed(raw, f"{data.get('type')!r} ({type(exc).__name__}: {exc})", what)
+
     def _report_turn_latency(self, *, speech_end_to_audio_ms: float | None = None,
                              stt_ms: float | None = None,
                              llm_first_token_ms: float | None = None,

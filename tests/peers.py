@@ -8,8 +8,17 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+from typing import NoReturn
 
 import pytest
+
+
+def peer_unavailable(msg: str) -> NoReturn:
+    """A real peer (program, recordings, database, capture) is missing: fail the test
+    under ``CI=true``, skip it elsewhere."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(msg)
+    pytest.skip(msg)
 
 
 def require_binary(name: str) -> str:
@@ -17,10 +26,7 @@ def require_binary(name: str) -> str:
     path = shutil.which(name)
     if path:
         return path
-    msg = f"real peer {name!r} is not installed (apt: see .ci/run)"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(msg)
-    pytest.skip(msg)
+    peer_unavailable(f"real peer {name!r} is not installed (apt: see .ci/run)")
 
 
 def require_files(pattern: str, package: str) -> list[str]:
@@ -30,10 +36,7 @@ def require_files(pattern: str, package: str) -> list[str]:
     found = sorted(glob.glob(pattern))
     if found:
         return found
-    msg = f"{pattern} not found (apt package {package})"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(msg)
-    pytest.skip(msg)
+    peer_unavailable(f"{pattern} not found (apt package {package})")
 
 
 def free_udp_port(host: str = "127.0.0.1") -> int:

@@ -247,11 +247,6 @@ class VoiceAgentClient(QueuedVoiceAIClient):
                 log.debug("deepgram: handling %r failed", msg, exc_info=True)
                 self._malformed(repr(msg), f"{type(exc).__name__}: {exc}", "message")
 
-    def _malformed(self, raw: bytes | str, why: str, what: str = "JSON") -> None:
-        """A server frame the client cannot read: ``VoiceAIEvents.Error``; reading goes on."""
-        excerpt = frame_excerpt(raw)
-        self._dispatch_error(f"malformed {what} from deepgram: {why}: {excerpt}",
-                             {"raw": excerpt})
 
     async def _reader_finished(self) -> None:
         if self._closer is not None:

@@ -222,27 +222,7 @@ class AgentsClient(QueuedVoiceAIClient):
         for data in first:
             self._handle(data)
         while True:
-            raw = await self._conn.recv()
-            try:
-                data = json.loads(raw)
-            except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-                self._malformed(raw, str(exc))
-                continue
-            if not isinstance(data, dict):
-                self._malformed(raw, "not a JSON object")
-                continue
-            try:
-                self._handle(data)
-            except Exception as exc:  # a shape the handling cannot follow
-                log.debug("elevenlabs: handling %r failed", data.get("type"), exc_info=True)
-                self._malformed(raw, f"{data.get('type')!r} ({type(exc).__name__}: {exc})",
-                                "message")
-
-    def _malformed(self, raw: bytes | str, why: str, what: str = "JSON") -> None:
-        """A server frame the client cannot read: ``VoiceAIEvents.Error``; reading goes on."""
-        excerpt = frame_excerpt(raw)
-        self._dispatch_error(f"malformed {what} from elevenlabs: {why}: {excerpt}",
-                             {"raw": excerpt})
+            self._handle_frame(await self._conn.recv(), self._handle, "message")
 
     async def _write_audio(self, data: bytes) -> None:
         await self._send({"user_audio_chunk": base64.b64encode(data).decode("ascii")})

@@ -217,27 +217,7 @@ class RealtimeAPIClient(QueuedVoiceAIClient):
         if first_event is not None:
             self._handle(first_event)
         while True:
-            raw = await self._conn.recv_bytes()
-            try:
-                data = json.loads(raw)
-            except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
-                self._malformed(raw, str(exc))
-                continue
-            if not isinstance(data, dict):
-                self._malformed(raw, "not a JSON object")
-                continue
-            try:
-                self._handle(data)
-            except Exception as exc:  # a shape the handling cannot follow
-                log.debug("openai: handling %r failed", data.get("type"), exc_info=True)
-                self._malformed(raw, f"{data.get('type')!r} ({type(exc).__name__}: {exc})",
-                                "event")
-
-    def _malformed(self, raw: bytes | str, why: str, what: str = "JSON") -> None:
-        """A server frame the client cannot read: ``VoiceAIEvents.Error``; reading goes on."""
-        excerpt = frame_excerpt(raw)
-        self._dispatch_error(f"malformed {what} from openai: {why}: {excerpt}",
-                             {"raw": excerpt})
+            self._handle_frame(await self._conn.recv_bytes(), self._handle, "event")
 
     async def _reader_finished(self) -> None:
         if self._sdk is not None:

@@ -255,22 +255,9 @@ class WebSocketAPIClient(QueuedVoiceAIClient):
             self._emit(AudioFrame(data, self.output_format))
 
     def _on_text(self, text: str) -> None:
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            self._malformed(text, str(exc))
-            return
-        if not isinstance(data, dict):
-            self._malformed(text, "not a JSON object")
-            return
-        try:
-            self._handle(data)
-        except Exception as exc:  # a shape the handling cannot follow
-            log.debug("ultravox: handling %r failed", data.get("type"), exc_info=True)
-            self._malformed(text, f"{data.get('type')!r} ({type(exc).__name__}: {exc})",
-                            "data message")
+        self._handle_frame(text, self._handle, "data message")
 
-    def _malformed(self, text: str, why: str, what: str = "JSON") -> None:
+    def _malformed(self, text: bytes | str, why: str, what: str = "JSON") -> None:
         """A data message the client cannot read: ``WebSocketAPIEvents.Error``, then
         ``VoiceAIEvents.Error``; reading goes on."""
         message = f"malformed {what} from ultravox: {why}: {frame_excerpt(text)}"

@@ -71,21 +71,26 @@ CLIENT_TYPES: dict[str, type[pydantic.BaseModel]] = {
 }
 
 
-def _unknown_keys(obj: Any, path: str = "") -> list[str]:
+def unknown_keys(obj: Any, path: str = "") -> list[str]:
     """Paths of keys a validated SDK model did not declare (recursively)."""
     found: list[str] = []
     if isinstance(obj, pydantic.BaseModel):
         found += [f"{path}.{k}".lstrip(".") for k in (obj.model_extra or {})]
         for name in type(obj).model_fields:
-            found += _unknown_keys(getattr(obj, name), f"{path}.{name}")
+            found += unknown_keys(getattr(obj, name), f"{path}.{name}")
     elif isinstance(obj, list | tuple):
         for i, v in enumerate(obj):
-            found += _unknown_keys(v, f"{path}[{i}]")
+            found += unknown_keys(v, f"{path}[{i}]")
     return found
 
 
-def _validate(msg: dict[str, Any], table: dict[str, type[pydantic.BaseModel]],
-              side: str) -> Any:
+def validate_typed(msg: dict[str, Any], table: dict[str, type[pydantic.BaseModel]],
+                   side: str) -> Any:
+    """``msg`` as the SDK model its ``type`` names in ``table``, with no undeclared keys.
+
+    Raises:
+        InvalidMessage: unknown type, invalid, or keys the type lacks.
+    """
     cls = table.get(str(msg.get("type")))
     if cls is None:
         raise InvalidMessage(f"unknown {side} message type {msg.get('type')!r}")
@@ -93,7 +98,7 @@ def _validate(msg: dict[str, Any], table: dict[str, type[pydantic.BaseModel]],
         model = cls.model_validate(msg)
     except pydantic.ValidationError as exc:
         raise InvalidMessage(f"invalid {side} message {msg.get('type')!r}: {exc}") from None
-    unknown = _unknown_keys(model)
+    unknown = unknown_keys(model)
     if unknown:
         raise InvalidMessage(f"{side} message {msg.get('type')!r} has unknown keys {unknown}")
     return model
@@ -105,7 +110,7 @@ def validate_server_message(msg: dict[str, Any]) -> Any:
     Raises:
         InvalidMessage: unknown type, invalid, or keys the type lacks.
     """
-    return _validate(msg, SERVER_TYPES, "server")
+    return validate_typed(msg, SERVER_TYPES, "server")
 
 
 def validate_client_message(msg: dict[str, Any]) -> Any:
@@ -114,7 +119,7 @@ def validate_client_message(msg: dict[str, Any]) -> Any:
     Raises:
         InvalidMessage: unknown type, invalid, or keys the type lacks.
     """
-    return _validate(msg, CLIENT_TYPES, "client")
+    return validate_typed(msg, CLIENT_TYPES, "client")
 
 
 # -- audio (echo mode converts between the Settings' encodings) -------------------

@@ -57,6 +57,8 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from tests.fakes.fake_deepgram_agent import InvalidMessage, validate_typed
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from deepgram.listen.v1 import types as dgt
@@ -64,10 +66,6 @@ with warnings.catch_warnings():
     from deepgram.listen.v1.socket_client import V1SocketClientResponse
 
 PATH = "/v1/listen"
-
-
-class InvalidMessage(AssertionError):
-    """A message does not validate against the SDK's listen v1 types."""
 
 
 def _type_literal(cls: type[pydantic.BaseModel]) -> str:
@@ -96,40 +94,13 @@ def _literals(hint: Any) -> frozenset[str] | None:
     return None
 
 
-def _unknown_keys(obj: Any, path: str = "") -> list[str]:
-    found: list[str] = []
-    if isinstance(obj, pydantic.BaseModel):
-        found += [f"{path}.{k}".lstrip(".") for k in (obj.model_extra or {})]
-        for name in type(obj).model_fields:
-            found += _unknown_keys(getattr(obj, name), f"{path}.{name}")
-    elif isinstance(obj, list | tuple):
-        for i, v in enumerate(obj):
-            found += _unknown_keys(v, f"{path}[{i}]")
-    return found
-
-
-def _validate(msg: dict[str, Any], table: dict[str, type[pydantic.BaseModel]],
-              side: str) -> Any:
-    cls = table.get(str(msg.get("type")))
-    if cls is None:
-        raise InvalidMessage(f"unknown {side} message type {msg.get('type')!r}")
-    try:
-        model = cls.model_validate(msg)
-    except pydantic.ValidationError as exc:
-        raise InvalidMessage(f"invalid {side} message {msg.get('type')!r}: {exc}") from None
-    unknown = _unknown_keys(model)
-    if unknown:
-        raise InvalidMessage(f"{side} message {msg.get('type')!r} has unknown keys {unknown}")
-    return model
-
-
 def validate_server_message(msg: dict[str, Any]) -> Any:
     """Parse ``msg`` as an SDK server message (``ListenV1Results`` ...); return the model.
 
     Raises:
         InvalidMessage: unknown type, invalid, or keys the type lacks.
     """
-    return _validate(msg, SERVER_TYPES, "server")
+    return validate_typed(msg, SERVER_TYPES, "server")
 
 
 def validate_client_message(msg: dict[str, Any]) -> Any:
@@ -138,7 +109,7 @@ def validate_client_message(msg: dict[str, Any]) -> Any:
     Raises:
         InvalidMessage: unknown type, invalid, or keys the type lacks.
     """
-    return _validate(msg, CLIENT_TYPES, "client")
+    return validate_typed(msg, CLIENT_TYPES, "client")
 
 
 def check_query(query: dict[str, str]) -> list[str]:

@@ -23,16 +23,15 @@ from gateway.store import open_store
 from gateway.store.db import create_engine, engine_url, head_revision
 from gateway.store.models import Base
 from tests.integration.store_roundtrip import store_round_trip
+from tests.peers import peer_unavailable
 
 ADMIN_URL = os.environ.get("VGW_TEST_POSTGRES_URL",
                            "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def _unavailable(reason: str) -> None:
-    msg = f"PostgreSQL is not reachable at {make_url(ADMIN_URL).render_as_string()}: {reason}"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(msg)
-    pytest.skip(msg)
+    peer_unavailable(f"PostgreSQL is not reachable at "
+                     f"{make_url(ADMIN_URL).render_as_string()}: {reason}")
 
 
 @pytest.fixture
